@@ -1,0 +1,539 @@
+"""One export run: the page loop, the streaming pipeline, retries and resume.
+
+Each page is fetched, parsed as it arrives and written to the sink as chunks
+travel through a bounded channel; the page and its checkpoint then commit in
+one transaction. A failure before the commit rolls the page back, and the
+page is fetched again (transient failures) or the run stops (the others);
+what was committed stays. The cursor is the ``time`` of the run's first page
+and is stored only with the commit of the last page (§3).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import anyio
+from anyio.abc import ObjectReceiveStream, ObjectSendStream
+
+from bulkflow._exceptions import (
+    ApiError,
+    DataError,
+    PageParseError,
+    StateError,
+    TransientError,
+)
+from bulkflow._http import HttpClient, RetryPolicy, check_origin, encode_body, safe_url
+from bulkflow.export._parser import HeaderValue, PageParser, RowChunk
+from bulkflow.protocol import (
+    API_VERSION,
+    INFORMATIVE_CODES,
+    Retry,
+    TableSchema,
+    describe,
+    error_for,
+    schemas,
+    signed_params,
+)
+from bulkflow.sinks import Checkpoint, PageStats, Sink
+
+logger = logging.getLogger("bulkflow.export")
+
+
+@dataclass(frozen=True)
+class ExportConnector:
+    """An export connector: where it is and how to sign for it.
+
+    Attributes:
+        url: the API endpoint, e.g. ``https://api.saleslayer.com/``.
+        code: the connector code.
+        secret: the connector's secret; never shown in reprs, logs or reports.
+        page_size: the ``pagination`` to ask for (the service rounds it).
+        params: extra query parameters (``group_category_id`` and the like).
+    """
+
+    url: str
+    code: str
+    secret: str = field(repr=False)
+    page_size: int = 5000
+    params: dict[str, str] = field(default_factory=lambda: {"group_category_id": "1"})
+
+
+@dataclass
+class RunReport:
+    """What a run did; live while it runs, final when it returns."""
+
+    connector: str
+    action: str | None = None
+    pages: int = 0
+    pages_skipped: int = 0
+    page_count: int | None = None
+    resumed: bool = False
+    restarted: bool = False
+    upserts: dict[str, int] = field(default_factory=dict)
+    deletes: dict[str, int] = field(default_factory=dict)
+    rows: int = 0
+    bytes: int = 0
+    retries: int = 0
+    started: float = field(default_factory=time.monotonic)
+    seconds: float = 0.0
+    previous_cursor: int | None = None
+    cursor: int | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def rows_per_s(self) -> float:
+        """Rows written per second of the run."""
+        return self.rows / self.seconds if self.seconds > 0 else 0.0
+
+    def add(self, stats: PageStats) -> None:
+        """Count one committed page."""
+        for table, count in stats.upserts.items():
+            self.upserts[table] = self.upserts.get(table, 0) + count
+        for table, count in stats.deletes.items():
+            self.deletes[table] = self.deletes.get(table, 0) + count
+
+    def as_dict(self) -> dict[str, Any]:
+        """The report as JSON-ready values (the CLI's ``--report``)."""
+        return {
+            "connector": self.connector,
+            "action": self.action,
+            "pages": self.pages,
+            "pages_skipped": self.pages_skipped,
+            "resumed": self.resumed,
+            "restarted": self.restarted,
+            "upserts": dict(sorted(self.upserts.items())),
+            "deletes": dict(sorted(self.deletes.items())),
+            "rows": self.rows,
+            "bytes": self.bytes,
+            "retries": self.retries,
+            "seconds": round(self.seconds, 3),
+            "rows_per_s": round(self.rows_per_s, 1),
+            "previous_cursor": self.previous_cursor,
+            "cursor": self.cursor,
+            "warnings": self.warnings,
+        }
+
+
+def first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The first exception of a task group that is not a cancellation."""
+    leaves: list[BaseException] = []
+    pending: list[BaseException] = [group]
+    while pending:
+        current = pending.pop(0)
+        if isinstance(current, BaseExceptionGroup):
+            pending[:0] = list(current.exceptions)
+        else:
+            leaves.append(current)
+    cancelled = anyio.get_cancelled_exc_class()
+    for leaf in leaves:
+        if not isinstance(leaf, cancelled):
+            return leaf
+    return leaves[0]
+
+
+class _TokenRefused(StateError):
+    """A ``next_page`` token was refused (expired or unknown): restart the run."""
+
+
+@dataclass
+class _Begin:
+    run_time: int
+    schemas: dict[str, TableSchema]
+
+
+@dataclass
+class _End:
+    checkpoint: Checkpoint
+    finish_refresh: bool
+
+
+_Message = _Begin | RowChunk | _End
+
+
+@dataclass
+class _Page:
+    """What the loop learns from one page's header."""
+
+    number: int
+    header: dict[str, Any] = field(default_factory=dict)
+    stats: PageStats | None = None
+    begun: bool = False
+
+
+class ExportRun:
+    """Run an export connector into a sink; see :func:`export`."""
+
+    def __init__(
+        self,
+        connector: ExportConnector,
+        sink: Sink,
+        *,
+        retry: RetryPolicy | None = None,
+        http: HttpClient | None = None,
+        max_chunk_rows: int = 1000,
+        max_buffered_chunks: int = 4,
+        max_pages: int = 1_000_000,
+        progress: Callable[[RunReport], None] | None = None,
+    ) -> None:
+        self.connector = connector
+        self.sink = sink
+        self.retry = retry or RetryPolicy()
+        self.max_chunk_rows = max_chunk_rows
+        self.max_buffered_chunks = max_buffered_chunks
+        self.max_pages = max_pages
+        self.report = RunReport(connector.code)
+        self._http = http
+        self._progress = progress
+        self._rng = random.Random()
+        self._schemas: dict[str, TableSchema] = {}
+        self._run_time: int | None = None
+        self._action: str | None = None
+
+    def __repr__(self) -> str:
+        report = self.report
+        return (
+            f"ExportRun(connector={report.connector!r}, action={report.action!r}, "
+            f"pages={report.pages}, rows={report.rows})"
+        )
+
+    async def run(self) -> RunReport:
+        """Run to the last page and return the report.
+
+        Raises:
+            ApiError, TransportError: when retries are used up or the error
+                is not transient; committed pages stay and the next run
+                resumes after them.
+            DataError: a page or row the sink cannot take; nothing of that
+                page is written.
+        """
+        if self._http is None:
+            async with HttpClient() as http:
+                self._http = http
+                try:
+                    return await self._run()
+                finally:
+                    self._http = None
+        return await self._run()
+
+    async def _run(self) -> RunReport:
+        checkpoint = await anyio.to_thread.run_sync(
+            self.sink.load_checkpoint, self.connector.code
+        )
+        self.report.previous_cursor = checkpoint.cursor
+        try:
+            if checkpoint.in_progress:
+                await self._resume(checkpoint)
+            else:
+                await self._loop(self._first_request(checkpoint.cursor), checkpoint, 1)
+        finally:
+            self.report.seconds = time.monotonic() - self.report.started
+        self._log_summary()
+        return self.report
+
+    async def _resume(self, checkpoint: Checkpoint) -> None:
+        """Continue an interrupted run; start afresh if its token is refused."""
+        assert checkpoint.next_url is not None
+        self.report.resumed = True
+        self.report.pages_skipped = checkpoint.pages_done
+        self._run_time, self._action = checkpoint.run_time, checkpoint.action
+        self.report.action = checkpoint.action
+        logger.info(
+            "run.resumed connector=%s pages_skipped=%d",
+            self.connector.code,
+            checkpoint.pages_done,
+        )
+        request = ("GET", checkpoint.next_url, None, None)
+        try:
+            await self._loop(request, checkpoint, checkpoint.pages_done + 1)
+        except _TokenRefused as exc:
+            self._restart(str(exc))
+            fresh = replace(checkpoint, next_url=None, pages_done=0)
+            await self._loop(self._first_request(checkpoint.cursor), fresh, 1)
+
+    def _restart(self, reason: str) -> None:
+        message = (
+            f"connector {self.connector.code}: the interrupted run cannot continue "
+            f"({reason}); starting it again from its cursor"
+        )
+        logger.warning(message)
+        self.report.warnings.append(message)
+        self.report.restarted = True
+        self._run_time = self._action = None
+
+    def _first_request(self, cursor: int | None) -> tuple[str, str, Any, Any]:
+        """The first page's request; its signature is drawn anew on every try."""
+        query = {"ver": API_VERSION, **self.connector.params}
+        if cursor:
+            query["last_update"] = str(cursor)
+        body = encode_body({"pagination": self.connector.page_size})
+        return ("POST", self.connector.url, query, body)
+
+    async def _loop(
+        self, request: tuple[str, str, Any, Any], checkpoint: Checkpoint, number: int
+    ) -> None:
+        seen_urls: set[str] = set()
+        while True:
+            page = await self._page_with_retries(request, checkpoint, number)
+            next_url = page.header.get("next_page") or None
+            if not next_url:
+                return
+            next_url = str(next_url)
+            check_origin(next_url, self.connector.url, what="next_page")
+            if next_url in seen_urls or number >= self.max_pages:
+                raise DataError(
+                    f"{self._where(number)}: next_page repeats an earlier URL or "
+                    f"the run passed {self.max_pages} pages; stopping a page loop",
+                    where=self._where(number),
+                    value=safe_url(next_url),
+                )
+            seen_urls.add(next_url)
+            request = ("GET", next_url, None, None)
+            number += 1
+            checkpoint = replace(checkpoint, next_url=next_url, pages_done=number - 1)
+
+    async def _page_with_retries(
+        self, request: tuple[str, str, Any, Any], checkpoint: Checkpoint, number: int
+    ) -> _Page:
+        resigned = False
+        for attempt in range(self.retry.max_attempts):
+            try:
+                return await self._page(request, checkpoint, number)
+            except TransientError as exc:
+                if attempt + 1 >= self.retry.max_attempts:
+                    raise
+                delay = self.retry.delay(attempt, exc.retry_after, self._rng)
+                self._warn_retry(number, attempt, delay, exc)
+                await anyio.sleep(delay)
+            except ApiError as exc:
+                retry = describe(exc.code).retry
+                if request[0] == "GET" and exc.code in (1, 13):
+                    raise _TokenRefused(str(exc)) from exc
+                if retry is not Retry.RESIGN_ONCE or resigned:
+                    raise
+                resigned = True
+                self._warn_retry(number, attempt, 0.0, exc)
+        raise AssertionError("unreachable: the last attempt raises")
+
+    def _warn_retry(
+        self, number: int, attempt: int, delay: float, exc: BaseException
+    ) -> None:
+        self.report.retries += 1
+        logger.warning(
+            "page.retry connector=%s page=%d attempt=%d delay=%.2fs reason=%s",
+            self.connector.code,
+            number,
+            attempt + 1,
+            delay,
+            exc,
+        )
+
+    async def _page(
+        self, request: tuple[str, str, Any, Any], checkpoint: Checkpoint, number: int
+    ) -> _Page:
+        """Fetch, parse and commit one page."""
+        method, url, query, body = request
+        if method == "POST":
+            signature = signed_params(
+                self.connector.code, self.connector.secret, time=int(time.time())
+            )
+            query = {**signature, **query}
+            headers = {"Content-Type": "application/x-www-form-urlencoded"}
+        else:
+            headers = None
+        page = _Page(number)
+        send, receive = anyio.create_memory_object_stream[_Message](
+            self.max_buffered_chunks
+        )
+        assert self._http is not None
+        try:
+            async with anyio.create_task_group() as group:
+                group.start_soon(self._drain, receive, page)
+                async with send:
+                    async with self._http.open_stream(
+                        method, url, params=query, data=body, headers=headers
+                    ) as stream:
+                        parser = PageParser(
+                            max_chunk_rows=self.max_chunk_rows,
+                            where=self._where(number),
+                        )
+                        async for data in stream.aiter_bytes():
+                            await self._route(parser.feed(data), page, send)
+                        await self._route(parser.close(), page, send)
+                        self.report.bytes += stream.bytes_read
+                    await self._end(page, checkpoint, send)
+        except BaseExceptionGroup as group_error:
+            # One side failed and the other was cancelled: raise the cause
+            # itself, so that callers can catch bulkflow's classes.
+            raise first_error(group_error) from None
+        self.report.pages += 1
+        self._notify()
+        return page
+
+    async def _route(
+        self, events: list[Any], page: _Page, send: ObjectSendStream[_Message]
+    ) -> None:
+        for event in events:
+            if isinstance(event, HeaderValue):
+                self._header(page, event)
+                continue
+            if not page.begun:
+                await send.send(self._begin(page))
+            await send.send(event)
+
+    def _header(self, page: _Page, event: HeaderValue) -> None:
+        page.header[event.key] = event.value
+        if event.key != "error" or not event.value:
+            return
+        code = int(event.value)
+        if code in INFORMATIVE_CODES:
+            message = (
+                f"{self._where(page.number)}: API error {code} "
+                f"({describe(code).text}); {describe(code).advice}"
+            )
+            logger.warning(message)
+            self.report.warnings.append(message)
+            return
+        raise error_for(
+            code,
+            where=self._where(page.number),
+            message=str(page.header.get("error_message") or ""),
+        )
+
+    def _begin(self, page: _Page) -> _Begin:
+        """Take the run's time, action and schema from the page header."""
+        header = page.header
+        page.begun = True
+        if self._run_time is None:
+            if "time" not in header:
+                raise PageParseError(
+                    f"{self._where(page.number)}: the first page has no 'time' "
+                    "before its data; bulkflow needs it to take the cursor",
+                    where=self._where(page.number),
+                )
+            self._run_time = int(header["time"])
+        if self._action is None:
+            self._action = str(header.get("action") or "update")
+            if header.get("error") == 5:
+                self._action = "refresh"
+            self.report.action = self._action
+        if "data_schema" in header:
+            self._schemas = schemas(
+                header["data_schema"], header.get("data_schema_info")
+            )
+        if "page_count" in header:
+            self.report.page_count = int(header["page_count"])
+        return _Begin(self._run_time, self._schemas)
+
+    async def _end(
+        self, page: _Page, checkpoint: Checkpoint, send: ObjectSendStream[_Message]
+    ) -> None:
+        if not page.begun:
+            await send.send(self._begin(page))
+        assert self._run_time is not None
+        next_url = page.header.get("next_page") or None
+        if next_url:
+            done = replace(
+                checkpoint,
+                run_time=self._run_time,
+                action=self._action,
+                next_url=str(next_url),
+                pages_done=page.number,
+                error=None,
+            )
+            await send.send(_End(done, finish_refresh=False))
+            return
+        self.report.cursor = self._run_time
+        final = Checkpoint(self.connector.code, cursor=self._run_time)
+        await send.send(_End(final, finish_refresh=self._action == "refresh"))
+
+    async def _drain(self, receive: ObjectReceiveStream[_Message], page: _Page) -> None:
+        """The sink side of a page: apply every message, then commit or roll back."""
+        sink, code = self.sink, self.connector.code
+        run_sync = anyio.to_thread.run_sync
+        try:
+            async with receive:
+                async for message in receive:
+                    if isinstance(message, RowChunk):
+                        rows, first = message.rows, message.first_index
+                        await run_sync(
+                            lambda: sink.write(message.table, rows, first_index=first)
+                        )
+                        self.report.rows += len(rows)
+                        self._notify()
+                    elif isinstance(message, _Begin):
+                        await run_sync(
+                            sink.begin_page, code, message.run_time, message.schemas
+                        )
+                    else:
+                        end = message
+                        page.stats = await run_sync(
+                            lambda: sink.commit_page(
+                                end.checkpoint, finish_refresh=end.finish_refresh
+                            )
+                        )
+                        self.report.add(page.stats)
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await run_sync(sink.rollback_page)
+            raise
+        if page.stats is None:
+            # The producer closed the channel without an end: it failed.
+            with anyio.CancelScope(shield=True):
+                await run_sync(sink.rollback_page)
+
+    def _notify(self) -> None:
+        if self._progress is not None:
+            self.report.seconds = time.monotonic() - self.report.started
+            self._progress(self.report)
+
+    def _where(self, number: int) -> str:
+        return f"connector {self.connector.code}, page {number}"
+
+    def _log_summary(self) -> None:
+        report = self.report
+        logger.info(
+            "run.complete connector=%s action=%s pages=%d rows=%d bytes=%d "
+            "seconds=%.2f rows_per_s=%.0f cursor=%s",
+            report.connector,
+            report.action,
+            report.pages,
+            report.rows,
+            report.bytes,
+            report.seconds,
+            report.rows_per_s,
+            report.cursor,
+        )
+
+
+async def export(
+    connector: ExportConnector,
+    sink: Sink,
+    *,
+    retry: RetryPolicy | None = None,
+    max_chunk_rows: int = 1000,
+    max_buffered_chunks: int = 4,
+    progress: Callable[[RunReport], None] | None = None,
+) -> RunReport:
+    """Export ``connector`` into ``sink``: resume, or run incrementally from the cursor.
+
+    Memory stays bounded by ``max_chunk_rows × max_buffered_chunks`` rows,
+    whatever the page size. Cancelling the call rolls back the page being
+    written; committed pages stay, and the next call resumes after them.
+
+    Raises:
+        ApiError, TransportError, DataError, SinkError: see :meth:`ExportRun.run`.
+    """
+    run = ExportRun(
+        connector,
+        sink,
+        retry=retry,
+        max_chunk_rows=max_chunk_rows,
+        max_buffered_chunks=max_buffered_chunks,
+        progress=progress,
+    )
+    return await run.run()

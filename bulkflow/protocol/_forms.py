@@ -1,0 +1,105 @@
+"""PHP-bracket form encoding, as PHP's ``http_build_query`` writes it, and back.
+
+``{"input_data": {"products": [{"REF": "P-1"}]}}`` travels as
+``input_data%5Bproducts%5D%5B0%5D%5BREF%5D=P-1``. Lists become indexes 0..n,
+``None`` and empty containers disappear, booleans become ``1``/``0`` and every
+value arrives as a string (``saleslayer-1.18.md`` §1.5).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping
+from typing import Any
+from urllib.parse import parse_qsl, quote_plus
+
+from bulkflow._exceptions import DataError
+
+_BRACKETS = re.compile(r"\[([^\[\]]*)\]")
+
+
+def iter_fields(value: Any, prefix: str = "") -> Iterator[tuple[str, str]]:
+    """Yield the flat ``(name, value)`` pairs of a nested value, in order."""
+    if isinstance(value, Mapping):
+        for key, member in value.items():
+            name = f"{prefix}[{key}]" if prefix else str(key)
+            yield from iter_fields(member, name)
+    elif isinstance(value, list | tuple):
+        for index, member in enumerate(value):
+            yield from iter_fields(member, f"{prefix}[{index}]")
+    elif value is None:
+        return
+    elif isinstance(value, bool):
+        yield prefix, "1" if value else "0"
+    else:
+        yield prefix, str(value)
+
+
+def encode_form(data: Mapping[str, Any]) -> str:
+    """Return ``data`` as an ``application/x-www-form-urlencoded`` body."""
+    return "&".join(
+        f"{quote_plus(name)}={quote_plus(text)}" for name, text in iter_fields(data)
+    )
+
+
+def _split_name(name: str) -> list[str]:
+    """``a[b][0]`` → ``["a", "b", "0"]``; a name without brackets is one part."""
+    head, bracket, _ = name.partition("[")
+    if not bracket:
+        return [name]
+    rest = name[len(head) :]
+    parts = _BRACKETS.findall(rest)
+    if "".join(f"[{part}]" for part in parts) != rest:
+        raise DataError(
+            f"form field {name!r} has unbalanced brackets",
+            where="form body",
+            value=name,
+        )
+    return [head, *parts]
+
+
+def _listify(node: Any) -> Any:
+    """Turn maps whose keys are exactly 0..n-1 into lists, depth first."""
+    if not isinstance(node, dict):
+        return node
+    for key, member in node.items():
+        node[key] = _listify(member)
+    keys = list(node)
+    if keys and all(key.isdigit() for key in keys):
+        if sorted(int(key) for key in keys) == list(range(len(keys))):
+            return [node[str(index)] for index in range(len(keys))]
+    return node
+
+
+def decode_pairs(pairs: list[tuple[str, str]]) -> dict[str, Any]:
+    """Rebuild the nested value that a list of bracketed names describes.
+
+    ``name[]`` appends, as PHP does. A name that is used both as a scalar
+    and as a container is refused with :class:`DataError`.
+    """
+    root: dict[str, Any] = {}
+    for name, text in pairs:
+        parts = _split_name(name)
+        node = root
+        for depth, part in enumerate(parts):
+            last = depth == len(parts) - 1
+            if part == "":
+                part = str(sum(1 for key in node if key.isdigit()))
+            if last:
+                node[part] = text
+                break
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise DataError(
+                    f"form field {name!r} nests under a field that has a value",
+                    where="form body",
+                    value=name,
+                )
+            node = child
+    # The top level is always a map of parameter names, even "0=a".
+    return {key: _listify(member) for key, member in root.items()}
+
+
+def decode_form(body: str) -> dict[str, Any]:
+    """Parse a PHP-bracket ``x-www-form-urlencoded`` body into nested values."""
+    return decode_pairs(parse_qsl(body, keep_blank_values=True))

@@ -1,0 +1,352 @@
+"""The SQLite sink, bulkflow's embedded default destination.
+
+Each feed table becomes a SQL table of the same name: ``ID`` as primary key,
+then one column per ``data_schema`` column, typed from ``data_schema_info``
+(lists, media and embedded tables as JSON text). bulkflow's own bookkeeping
+lives in names that start with ``_bulkflow``: the checkpoints table, and one
+``_bulkflow_seen_<connector>`` column per connector on each data table, which
+holds the run (its first page's ``time``) in which that connector last
+delivered the row. A row leaves the replica when no connector delivers it any
+more: a ``D`` row clears its connector's mark, a finished refresh clears the
+marks of rows it did not see, and rows left without any mark are deleted.
+
+Every page and its checkpoint are committed in one transaction; in WAL mode
+with ``synchronous=NORMAL`` a killed process loses at most the page it was
+writing, never a committed one (a power cut may lose the last commits too,
+which is then the same as a crash before them).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from bulkflow._exceptions import DataError, RowDecodeError, SinkError, shorten
+from bulkflow.protocol import Column, Kind, TableSchema
+from bulkflow.sinks._base import Checkpoint, PageStats
+
+PREFIX = "_bulkflow"
+SEEN_PREFIX = f"{PREFIX}_seen_"
+CHECKPOINTS = f"{PREFIX}_checkpoints"
+
+_CHECKPOINTS_DDL = f"""
+CREATE TABLE IF NOT EXISTS "{CHECKPOINTS}" (
+    connector TEXT PRIMARY KEY,
+    cursor INTEGER,
+    run_time INTEGER,
+    action TEXT,
+    next_url TEXT,
+    pages_done INTEGER NOT NULL DEFAULT 0,
+    error TEXT,
+    updated_at REAL NOT NULL
+)
+"""
+
+#: SQL column types by ``data_schema_info`` type; anything else is stored as is.
+_SQL_TYPES = {
+    "string": "TEXT",
+    "big_string": "TEXT",
+    "datetime": "TEXT",
+    "numeric": "NUMERIC",
+    "boolean": "INTEGER",
+    "key": "NUMERIC",
+}
+
+
+def quote(identifier: str) -> str:
+    """Quote an SQL identifier that comes from the feed; never paste it raw."""
+    return '"' + identifier.replace('"', '""') + '"'
+
+
+def _is_json(column: Column) -> bool:
+    return column.kind in (Kind.MEDIA, Kind.LIST, Kind.TABLE) or column.type in (
+        "list",
+        "json",
+        "table",
+    )
+
+
+def _sql_type(column: Column) -> str:
+    if _is_json(column):
+        return "TEXT"
+    return _SQL_TYPES.get(column.type, "")
+
+
+class _Table:
+    """The prepared statements and conversions for one feed table."""
+
+    def __init__(self, schema: TableSchema, seen: str) -> None:
+        self.schema = schema
+        self.seen = seen
+        names = ["ID", *(column.name for column in schema.columns), seen]
+        quoted = [quote(name) for name in names]
+        updates = ", ".join(f"{name}=excluded.{name}" for name in quoted[1:])
+        self.upsert = (
+            f"INSERT INTO {quote(schema.name)} ({', '.join(quoted)}) "
+            f"VALUES ({', '.join('?' * len(quoted))}) "
+            f'ON CONFLICT("ID") DO UPDATE SET {updates}'
+        )
+        # Positions (in ``row[1:]``, so ID is 0) whose values are stored as JSON.
+        self.json_positions = [
+            column.position - 1 for column in schema.columns if _is_json(column)
+        ]
+        self.width = schema.width
+
+
+class SQLiteSink:
+    """Write export runs into one SQLite database file.
+
+    Args:
+        path: the database file; created with its folder when missing.
+
+    The object is used from one thread at a time (the export runs its calls
+    in a worker thread, one after the other).
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        if str(path) != ":memory:":
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._db = sqlite3.connect(
+                str(path), isolation_level=None, check_same_thread=False
+            )
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute("PRAGMA busy_timeout=30000")
+            self._db.execute(_CHECKPOINTS_DDL)
+        except sqlite3.Error as exc:
+            raise SinkError(f"cannot open SQLite database {path}: {exc}") from exc
+        self._tables: dict[str, _Table] = {}
+        self._stats = PageStats()
+        self._connector = ""
+        self._run_time = 0
+        self._seen = ""
+        self._in_page = False
+
+    def __repr__(self) -> str:
+        state = "in page" if self._in_page else "idle"
+        return f"SQLiteSink(path={str(self.path)!r}, {state})"
+
+    # -- checkpoints --------------------------------------------------------
+
+    def load_checkpoint(self, connector: str) -> Checkpoint:
+        """Return the stored checkpoint of ``connector`` (empty if none)."""
+        row = self._db.execute(
+            "SELECT cursor, run_time, action, next_url, pages_done, error "
+            f'FROM "{CHECKPOINTS}" WHERE connector=?',
+            (connector,),
+        ).fetchone()
+        if row is None:
+            return Checkpoint(connector)
+        return Checkpoint(connector, *row)
+
+    def save_checkpoint(self, checkpoint: Checkpoint) -> None:
+        """Store ``checkpoint`` in the current transaction (or on its own)."""
+        self._db.execute(
+            f'INSERT OR REPLACE INTO "{CHECKPOINTS}" VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
+            (
+                checkpoint.connector,
+                checkpoint.cursor,
+                checkpoint.run_time,
+                checkpoint.action,
+                checkpoint.next_url,
+                checkpoint.pages_done,
+                checkpoint.error,
+                time.time(),
+            ),
+        )
+
+    def checkpoints(self) -> list[Checkpoint]:
+        """Every stored checkpoint, by connector."""
+        rows = self._db.execute(
+            "SELECT connector, cursor, run_time, action, next_url, pages_done, "
+            f'error FROM "{CHECKPOINTS}" ORDER BY connector'
+        ).fetchall()
+        return [Checkpoint(*row) for row in rows]
+
+    # -- pages ----------------------------------------------------------------
+
+    def begin_page(
+        self, connector: str, run_time: int, schemas: dict[str, TableSchema]
+    ) -> None:
+        """Start a page's transaction; create or widen tables for ``schemas``."""
+        self._connector, self._run_time = connector, run_time
+        self._seen = SEEN_PREFIX + connector
+        self._stats = PageStats()
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._in_page = True
+            for schema in schemas.values():
+                self._prepare(schema)
+        except sqlite3.Error as exc:
+            self.rollback_page()
+            raise SinkError(f"{self.path}: cannot prepare tables: {exc}") from exc
+
+    def write(self, table: str, rows: list[list[Any]], *, first_index: int) -> None:
+        """Apply wire rows of ``table``: ``D`` rows delete, the others upsert.
+
+        Raises:
+            RowDecodeError: a row that does not fit the table's schema; the
+                page is not committed.
+            SinkError: SQLite refused the write.
+        """
+        prepared = self._tables.get(table)
+        if prepared is None:
+            raise DataError(
+                f"rows for table {table!r}, which data_schema does not describe",
+                where=f"table {table!r}",
+                offset=first_index,
+            )
+        upserts, deletes = self._split(prepared, rows, first_index)
+        try:
+            if upserts:
+                self._db.executemany(prepared.upsert, upserts)
+            if deletes:
+                self._delete(table, deletes)
+        except sqlite3.Error as exc:
+            raise SinkError(f"{self.path}: writing {table!r} failed: {exc}") from exc
+        stats = self._stats
+        stats.upserts[table] = stats.upserts.get(table, 0) + len(upserts)
+        stats.deletes[table] = stats.deletes.get(table, 0) + len(deletes)
+
+    def commit_page(
+        self, checkpoint: Checkpoint, *, finish_refresh: bool = False
+    ) -> PageStats:
+        """Store ``checkpoint`` and commit the page; return what it changed."""
+        try:
+            if finish_refresh:
+                self._finish_refresh()
+            self.save_checkpoint(checkpoint)
+            self._db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            self.rollback_page()
+            raise SinkError(f"{self.path}: commit failed: {exc}") from exc
+        self._in_page = False
+        return self._stats
+
+    def rollback_page(self) -> None:
+        """Undo everything since :meth:`begin_page`."""
+        if self._db.in_transaction:
+            self._db.execute("ROLLBACK")
+        self._in_page = False
+
+    def close(self) -> None:
+        """Roll back an open page and close the database."""
+        self.rollback_page()
+        self._db.close()
+
+    # -- internals --------------------------------------------------------------
+
+    def _prepare(self, schema: TableSchema) -> None:
+        """Create the table, or add the columns a new schema brings."""
+        known = self._tables.get(schema.name)
+        if known is not None and known.schema == schema and known.seen == self._seen:
+            return
+        _refuse_reserved(schema)
+        name = quote(schema.name)
+        existing = {row[1] for row in self._db.execute(f"PRAGMA table_info({name})")}
+        if not existing:
+            columns = ", ".join(
+                f"{quote(column.name)} {_sql_type(column)}".rstrip()
+                for column in schema.columns
+            )
+            self._db.execute(
+                f'CREATE TABLE {name} ("ID" NOT NULL PRIMARY KEY'
+                f"{', ' + columns if columns else ''})"
+            )
+            existing = {"ID", *(column.name for column in schema.columns)}
+        wanted = [(column.name, _sql_type(column)) for column in schema.columns]
+        wanted.append((self._seen, "INTEGER"))
+        for column_name, sql_type in wanted:
+            if column_name not in existing:
+                self._db.execute(
+                    f"ALTER TABLE {name} ADD COLUMN {quote(column_name)} {sql_type}"
+                )
+        self._tables[schema.name] = _Table(schema, self._seen)
+
+    def _split(
+        self, table: _Table, rows: list[list[Any]], first_index: int
+    ) -> tuple[list[list[Any]], list[Any]]:
+        """Turn wire rows into upsert parameters and ids to delete."""
+        upserts: list[list[Any]] = []
+        deletes: list[Any] = []
+        json_positions = table.json_positions
+        width = table.width
+        run_time = self._run_time
+        dumps = orjson.dumps
+        for offset, row in enumerate(rows):
+            if len(row) != width:
+                if len(row) >= 2 and row[0] == "D":
+                    deletes.append(row[1])
+                    continue
+                raise self._bad_row(table, row, first_index + offset)
+            if row[0] == "D":
+                deletes.append(row[1])
+                continue
+            values = row[1:]
+            for position in json_positions:
+                value = values[position]
+                if type(value) is list or type(value) is dict:
+                    values[position] = dumps(value).decode()
+            values.append(run_time)
+            upserts.append(values)
+        return upserts, deletes
+
+    def _bad_row(self, table: _Table, row: Any, index: int) -> RowDecodeError:
+        where = f"table {table.schema.name!r}, row {index}"
+        return RowDecodeError(
+            f"{where}: row has {len(row)} values, data_schema has {table.width}: "
+            f"{shorten(row)}",
+            where=where,
+            offset=index,
+            value=row,
+        )
+
+    def _delete(self, table: str, ids: list[Any]) -> None:
+        """Clear this connector's mark; delete rows no connector delivers any more."""
+        name, seen = quote(table), quote(self._seen)
+        self._db.executemany(
+            f'UPDATE {name} SET {seen}=NULL WHERE "ID"=?', [(id_,) for id_ in ids]
+        )
+        unmarked = self._unmarked(table)
+        self._db.executemany(
+            f'DELETE FROM {name} WHERE "ID"=? AND {unmarked}', [(id_,) for id_ in ids]
+        )
+
+    def _unmarked(self, table: str) -> str:
+        """An SQL condition true when no connector's mark is set on a row."""
+        columns = [
+            row[1]
+            for row in self._db.execute(f"PRAGMA table_info({quote(table)})")
+            if str(row[1]).startswith(SEEN_PREFIX)
+        ]
+        return " AND ".join(f"{quote(column)} IS NULL" for column in columns) or "1"
+
+    def _finish_refresh(self) -> None:
+        """Remove what this connector's refresh did not deliver."""
+        seen = quote(self._seen)
+        for table in self._tables:
+            name = quote(table)
+            self._db.execute(
+                f"UPDATE {name} SET {seen}=NULL WHERE {seen} IS NOT NULL "
+                f"AND {seen}<>?",
+                (self._run_time,),
+            )
+            self._db.execute(f"DELETE FROM {name} WHERE {self._unmarked(table)}")
+
+
+def _refuse_reserved(schema: TableSchema) -> None:
+    names = [schema.name, *(column.name for column in schema.columns)]
+    for name in names:
+        if name.lower().startswith(PREFIX) or name.lower().startswith("sqlite_"):
+            raise DataError(
+                f"the feed names a table or column {name!r}; names starting with "
+                f"{PREFIX!r} or 'sqlite_' are reserved for bulkflow and SQLite",
+                where=f"data_schema of {schema.name!r}",
+                value=name,
+            )
