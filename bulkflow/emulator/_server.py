@@ -53,6 +53,11 @@ class EmulatorConfig:
         next_page_first: put ``next_page``, ``page_count`` and ``page_length``
             before ``data`` (a streaming client can read ahead) or after it.
         bom: start every body with a UTF-8 BOM, as the service once did.
+        page_size: serve pages of this many rows whatever the request asks.
+        clock_offset: seconds added to the server's clock, to play a server
+            (or a client) whose clock is off.
+        next_page_origin: a fault: write ``next_page`` URLs on this origin
+            (``scheme://host:port``) instead of the request's.
     """
 
     round_pages: bool = True
@@ -60,6 +65,9 @@ class EmulatorConfig:
     token_ttl: int = 1800
     next_page_first: bool = True
     bom: bool = False
+    page_size: int | None = None
+    clock_offset: int = 0
+    next_page_origin: str | None = None
 
 
 class Emulator:
@@ -86,7 +94,7 @@ class Emulator:
 
     async def handle(self, request: web.Request) -> web.Response:
         """Answer one API call."""
-        now = int(time.time())
+        now = int(time.time()) + self.config.clock_offset
         try:
             params = await _parameters(request)
         except (ValueError, DataError) as exc:
@@ -148,6 +156,8 @@ class Emulator:
             page_size = round_page_size(requested)
             if not self.config.round_pages and requested and requested > 0:
                 page_size = requested
+            if self.config.page_size:
+                page_size = self.config.page_size
         total = self.store.count(since=since)
         position = _tokens.RunPosition(
             code=connector.code,
@@ -213,10 +223,14 @@ class Emulator:
         tail: dict[str, Any] = {}
         if after is not None:
             following = replace(
-                after, page=position.page + 1, issued_at=int(time.time())
+                after,
+                page=position.page + 1,
+                issued_at=int(time.time()) + self.config.clock_offset,
             )
             token = _tokens.encode(following, self._token_key)
-            origin = f"{request.scheme}://{request.host}"
+            origin = self.config.next_page_origin or (
+                f"{request.scheme}://{request.host}"
+            )
             tail["next_page"] = f"{origin}/?code={connector.code}&page_token={token}"
         tail["page_count"] = max(position.page_count, position.page)
         tail["page_length"] = position.page_size if position.page_size < UNPAGED else 0

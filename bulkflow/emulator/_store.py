@@ -156,7 +156,9 @@ class CatalogStore:
         ``force_update_only=1`` (``saleslayer-1.18.md`` §3.3).
         """
         old = self.connector(code)
-        changed_at = int(time.time())
+        # A new connector has no configuration history: its first run is a
+        # refresh anyway, for want of a cursor.
+        changed_at = 0 if old is None else int(time.time())
         if old is not None and old.options == options and old.kind == kind:
             changed_at = old.config_changed_at
         self._db.execute(

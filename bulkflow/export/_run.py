@@ -247,6 +247,7 @@ class ExportRun:
             self.connector.code,
             checkpoint.pages_done,
         )
+        check_origin(checkpoint.next_url, self.connector.url, what="stored next_page")
         request = ("GET", checkpoint.next_url, None, None)
         try:
             await self._loop(request, checkpoint, checkpoint.pages_done + 1)
@@ -283,7 +284,6 @@ class ExportRun:
             if not next_url:
                 return
             next_url = str(next_url)
-            check_origin(next_url, self.connector.url, what="next_page")
             if next_url in seen_urls or number >= self.max_pages:
                 raise DataError(
                     f"{self._where(number)}: next_page repeats an earlier URL or "
@@ -437,6 +437,8 @@ class ExportRun:
         assert self._run_time is not None
         next_url = page.header.get("next_page") or None
         if next_url:
+            # Checked before the commit, so that no checkpoint ever points away.
+            check_origin(str(next_url), self.connector.url, what="next_page")
             done = replace(
                 checkpoint,
                 run_time=self._run_time,

@@ -211,8 +211,10 @@ class SQLiteSink:
         except sqlite3.Error as exc:
             raise SinkError(f"{self.path}: writing {table!r} failed: {exc}") from exc
         stats = self._stats
-        stats.upserts[table] = stats.upserts.get(table, 0) + len(upserts)
-        stats.deletes[table] = stats.deletes.get(table, 0) + len(deletes)
+        if upserts:
+            stats.upserts[table] = stats.upserts.get(table, 0) + len(upserts)
+        if deletes:
+            stats.deletes[table] = stats.deletes.get(table, 0) + len(deletes)
 
     def commit_page(
         self, checkpoint: Checkpoint, *, finish_refresh: bool = False

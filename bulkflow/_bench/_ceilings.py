@@ -1,0 +1,256 @@
+"""The ceiling ladder: how fast each stage of an export can go on its own.
+
+Each rung measures one stage with nothing else in the way, over the very
+pages the replay server serves:
+
+1. body read: an aiohttp client reads every page and drops the bytes
+   (MB/s and rows/s); what the loopback network and aiohttp allow.
+2. ijson parse: ijson's C backend builds every row from page bytes already
+   in memory, no sink. Two ways are timed and the faster one counts:
+   ``ijson.items`` once per table the page holds (each call lexes the whole
+   page), and ``ijson.kvitems(page, "data")`` (one pass, whole tables).
+3. orjson parse: the whole page with ``orjson.loads``.
+4. sink write: :class:`~bulkflow.sinks.SQLiteSink` fed rows already parsed,
+   in chunks of ``--chunk-rows`` (bulkflow's default), one transaction and
+   checkpoint per page, the refresh finished on the last page, as an export
+   does.
+
+A stage's rate is its rows (or bytes) over the seconds spent in that stage
+alone. The garbage collector stays on, as it is for bulkflow. Run as
+``python -m bulkflow._bench._ceilings OPTIONS``; the report is JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+import orjson
+
+from bulkflow._bench._baselines import (
+    HEAD_BYTES,
+    MAX_PAGES,
+    find_next_page,
+    first_request,
+)
+from bulkflow.protocol import schemas
+from bulkflow.sinks import Checkpoint, SQLiteSink
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Sequence
+    from types import ModuleType
+
+#: Bytes asked of the socket per read, as bulkflow's HTTP layer asks.
+READ_SIZE = 256 * 1024
+
+
+def ijson_backend() -> ModuleType:
+    """ijson's C backend, or its default backend where C is not built."""
+    import ijson
+
+    try:
+        return ijson.get_backend("yajl2_c")
+    except ImportError:
+        return ijson  # type: ignore[no-any-return]
+
+
+@dataclass
+class Ladder:
+    """Seconds spent in each stage, and what went through it."""
+
+    pages: int = 0
+    rows: int = 0
+    bytes: int = 0
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def add(self, stage: str, seconds: float) -> None:
+        """Count ``seconds`` more spent in ``stage``."""
+        self.seconds[stage] = self.seconds.get(stage, 0.0) + seconds
+
+    def rate(self, stage: str, amount: int) -> float:
+        """``amount`` per second of ``stage``."""
+        seconds = self.seconds.get(stage, 0.0)
+        return round(amount / seconds, 1) if seconds > 0 else 0.0
+
+
+async def read_bodies(
+    session: aiohttp.ClientSession, url: str, code: str, secret: str, page_size: int
+) -> tuple[int, int]:
+    """Read every page of a run and drop the bytes; return (pages, bytes)."""
+    query, body, headers = first_request(code, secret, page_size)
+    request = session.post(url, params=query, data=body, headers=headers)
+    pages = total = 0
+    for _ in range(MAX_PAGES):
+        head = b""
+        async with request as response:
+            content = response.content
+            while data := await content.read(READ_SIZE):
+                total += len(data)
+                if len(head) < HEAD_BYTES:
+                    head += data
+        pages += 1
+        next_url = find_next_page(head[:HEAD_BYTES])
+        if next_url is None:
+            break
+        request = session.get(next_url)
+    return pages, total
+
+
+async def aiter_pages(
+    session: aiohttp.ClientSession, url: str, code: str, secret: str, page_size: int
+) -> AsyncIterator[tuple[bytes, str | None]]:
+    """Yield each page's bytes, whole, with its ``next_page`` URL."""
+    query, body, headers = first_request(code, secret, page_size)
+    request = session.post(url, params=query, data=body, headers=headers)
+    for _ in range(MAX_PAGES):
+        async with request as response:
+            page = await response.read()
+        next_url = find_next_page(page[:HEAD_BYTES])
+        yield page, next_url
+        if next_url is None:
+            return
+        request = session.get(next_url)
+
+
+def parse_with_items(ijson: ModuleType, page: bytes, tables: Sequence[str]) -> int:
+    """Build every row with ``ijson.items``, one pass per table; count them."""
+    count = 0
+    for table in tables:
+        for _row in ijson.items(page, f"data.{table}.item", use_float=True):
+            count += 1
+    return count
+
+
+def parse_with_kvitems(ijson: ModuleType, page: bytes) -> int:
+    """Build every table with ``ijson.kvitems`` in one pass; count the rows."""
+    return sum(len(rows) for _, rows in ijson.kvitems(page, "data", use_float=True))
+
+
+class SinkFeeder:
+    """Feed parsed pages to a :class:`SQLiteSink` the way an export run does."""
+
+    def __init__(self, path: str, code: str, *, chunk_rows: int) -> None:
+        self.sink = SQLiteSink(path)
+        self.code = code
+        self.chunk_rows = chunk_rows
+        self.pages = 0
+
+    def write_page(self, page: dict[str, Any], next_url: str | None) -> None:
+        """Begin, write in chunks, and commit one page with its checkpoint."""
+        run_time = int(page["time"])
+        tables = schemas(page["data_schema"], page.get("data_schema_info"))
+        self.sink.begin_page(self.code, run_time, tables)
+        step = self.chunk_rows
+        for table, rows in (page.get("data") or {}).items():
+            for first in range(0, len(rows), step):
+                self.sink.write(table, rows[first : first + step], first_index=first)
+        self.pages += 1
+        action = str(page.get("action") or "update")
+        if next_url is None:
+            done = Checkpoint(self.code, cursor=run_time)
+        else:
+            done = Checkpoint(
+                self.code,
+                run_time=run_time,
+                action=action,
+                next_url=next_url,
+                pages_done=self.pages,
+            )
+        finish = next_url is None and action == "refresh"
+        self.sink.commit_page(done, finish_refresh=finish)
+
+
+async def measure(args: argparse.Namespace, secret: str) -> dict[str, Any]:
+    """Climb the ladder once; return the rates."""
+    ladder = Ladder()
+    ijson = ijson_backend()
+    feeder = SinkFeeder(args.db, args.code, chunk_rows=args.chunk_rows)
+    try:
+        async with aiohttp.ClientSession() as session:
+            started = time.perf_counter()
+            ladder.pages, ladder.bytes = await read_bodies(
+                session, args.url, args.code, secret, args.page_size
+            )
+            ladder.add("body", time.perf_counter() - started)
+            pages = aiter_pages(session, args.url, args.code, secret, args.page_size)
+            async for page, next_url in pages:
+                _climb(ladder, ijson, feeder, page, next_url)
+    finally:
+        feeder.sink.close()
+    return _rates(ladder, getattr(ijson, "backend", "python"))
+
+
+def _climb(
+    ladder: Ladder,
+    ijson: ModuleType,
+    feeder: SinkFeeder,
+    page: bytes,
+    next_url: str | None,
+) -> None:
+    """Time the parse and sink stages on one page held in memory."""
+    clock = time.perf_counter
+    started = clock()
+    parsed = orjson.loads(page)
+    ladder.add("orjson", clock() - started)
+    data = parsed.get("data") or {}
+    tables = [table for table, rows in data.items() if rows]
+    ladder.rows += sum(len(rows) for rows in data.values())
+
+    started = clock()
+    parse_with_items(ijson, page, tables)
+    ladder.add("ijson_items", clock() - started)
+    started = clock()
+    parse_with_kvitems(ijson, page)
+    ladder.add("ijson_kvitems", clock() - started)
+
+    started = clock()
+    feeder.write_page(parsed, next_url)
+    ladder.add("sink", clock() - started)
+
+
+def _rates(ladder: Ladder, backend: str) -> dict[str, Any]:
+    rows = ladder.rows
+    items = ladder.rate("ijson_items", rows)
+    kvitems = ladder.rate("ijson_kvitems", rows)
+    return {
+        "pages": ladder.pages,
+        "rows": rows,
+        "bytes": ladder.bytes,
+        "body_mb_per_s": round(ladder.rate("body", ladder.bytes) / 1e6, 1),
+        "body_rows_per_s": ladder.rate("body", rows),
+        "ijson_backend": backend,
+        "ijson_items_rows_per_s": items,
+        "ijson_kvitems_rows_per_s": kvitems,
+        "parse_rows_per_s": max(items, kvitems),
+        "parse_method": "ijson.items" if items >= kvitems else "ijson.kvitems",
+        "orjson_rows_per_s": ladder.rate("orjson", rows),
+        "sink_rows_per_s": ladder.rate("sink", rows),
+        "seconds": {stage: round(s, 3) for stage, s in ladder.seconds.items()},
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ceilings process."""
+    parser = argparse.ArgumentParser(prog="python -m bulkflow._bench._ceilings")
+    parser.add_argument("--url", required=True)
+    parser.add_argument("--code", required=True)
+    parser.add_argument("--secret-env", required=True)
+    parser.add_argument("--page-size", type=int, required=True)
+    parser.add_argument("--db", required=True, help="SQLite file of the sink rung")
+    parser.add_argument("--chunk-rows", type=int, default=1000)
+    parser.add_argument("--report", required=True)
+    args = parser.parse_args(argv)
+    rates = asyncio.run(measure(args, os.environ[args.secret_env]))
+    Path(args.report).write_bytes(orjson.dumps(rates))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,497 @@
+"""The ``bulkflow`` command: serve the emulator, export connectors, benchmark."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+import anyio
+import orjson
+
+from bulkflow import __version__
+from bulkflow._exceptions import (
+    ApiError,
+    BulkflowError,
+    DataError,
+    SinkError,
+    StateError,
+    TransportError,
+    UsageError,
+)
+from bulkflow._http import safe_url
+from bulkflow._ijson import backend_warning
+
+logger = logging.getLogger("bulkflow.cli")
+
+EXIT_OK = 0
+EXIT_FAILED = 1  # the service or the network failed after retries
+EXIT_USAGE = 2
+EXIT_DATA = 3  # the feed or the input is wrong
+EXIT_SINK = 4  # the destination refused a write
+EXIT_STATE = 5  # a stored checkpoint cannot be used
+EXIT_INTERRUPTED = 130
+
+EXIT_CODES_HELP = """\
+exit codes:
+  0    success
+  1    the API or the network failed (after retries); committed pages stay
+  2    wrong usage: a bad option, a missing secret variable
+  3    bad data: a page or row the feed got wrong; nothing of that page landed
+  4    the destination refused a write
+  5    a stored checkpoint cannot be used
+  130  interrupted (Ctrl-C); committed pages stay, the next run resumes
+"""
+
+MAIN_HELP = """\
+bulkflow moves catalog data out of Sales Layer 1.18 export connectors into a
+database, page by page, in bounded memory, resuming after a crash.
+
+Try it without any account: the demo starts a local emulator with the real
+Luma catalog (2,070 items) and exports it into SQLite:
+
+  bulkflow export --demo --into sqlite:///luma.sqlite
+
+Run it again and it asks only for what changed since (an empty update).
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that exits with bulkflow's usage code and one readable line."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"bulkflow: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``bulkflow`` command."""
+    parser = _Parser(
+        prog="bulkflow",
+        description=MAIN_HELP,
+        epilog=EXIT_CODES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=__version__)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "-v", "--verbose", action="store_true", help="log each retry and page; "
+        "show the full cause of an error"
+    )
+    common.add_argument(
+        "-q", "--quiet", action="store_true", help="no progress, no summary line"
+    )
+    common.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default="text",
+        help="how log lines on stderr look (default: text)",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands.required = True
+    _add_serve(commands, common)
+    _add_export(commands, common)
+    _add_bench(commands, common)
+    return parser
+
+
+def _add_serve(commands: Any, common: argparse.ArgumentParser) -> None:
+    from bulkflow.emulator import DEMO_CODE
+
+    serve = commands.add_parser(
+        "serve",
+        parents=[common],
+        help="run the local 1.18 emulator",
+        description=(
+            "Serve a catalog on 127.0.0.1 as Sales Layer API 1.18 does: signed "
+            "requests, clock checks, pages with signed next_page tokens, refresh "
+            "and update runs with one-shot deletions. Prints its URL and the "
+            "export connector's code, then serves until Ctrl-C."
+        ),
+        epilog=(
+            "examples:\n"
+            "  bulkflow serve --catalog luma --port 8018\n"
+            "  bulkflow serve --catalog synthetic:200000 --seed 7 --page-size 50000\n"
+            "  bulkflow serve --catalog luma --state ./emu   # keeps changes\n\n"
+            f"Without --secret or --secret-env, the connector {DEMO_CODE} uses the\n"
+            "public demo secret (see the README): fine for a local emulator only."
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    serve.add_argument(
+        "--catalog",
+        default="luma",
+        help="luma (the real Luma sample catalog), synthetic:N (N generated "
+        "items) or empty (default: luma)",
+    )
+    serve.add_argument("--seed", type=int, default=0, help="synthetic catalog seed")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind")
+    serve.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    serve.add_argument(
+        "--state",
+        type=Path,
+        help="keep the catalog and its change log in DIR across restarts "
+        "(loaded from --catalog the first time)",
+    )
+    serve.add_argument(
+        "--page-size",
+        type=_positive,
+        help="serve pages of N rows whatever the request asks (default: the "
+        "request's pagination, rounded as the service does)",
+    )
+    serve.add_argument(
+        "--exact-pages",
+        action="store_true",
+        help="do not round the requested pagination (pages of 1 or 7 rows)",
+    )
+    serve.add_argument("--code", default=DEMO_CODE, help="export connector code")
+    serve.add_argument("--secret", help="export connector secret (visible in ps)")
+    serve.add_argument(
+        "--secret-env", metavar="VAR", help="read the secret from this variable"
+    )
+    serve.add_argument(
+        "--token-ttl", type=int, default=1800, help="next_page lifetime, seconds"
+    )
+    serve.add_argument(
+        "--bom", action="store_true", help="start every body with a UTF-8 BOM"
+    )
+    serve.set_defaults(handler=_serve)
+
+
+def _add_export(commands: Any, common: argparse.ArgumentParser) -> None:
+    export = commands.add_parser(
+        "export",
+        parents=[common],
+        help="export a connector into a database",
+        description=(
+            "Read an export connector page by page into a database. The first "
+            "run gets everything (refresh); later runs send the stored cursor "
+            "and get only what changed (update), deletions included. Each page "
+            "commits with its checkpoint: a run that is killed resumes after "
+            "its last committed page."
+        ),
+        epilog=(
+            "examples:\n"
+            "  bulkflow export --demo --into sqlite:///luma.sqlite\n"
+            "  SL_SECRET=... bulkflow export --url https://api.saleslayer.com/ \\\n"
+            "      --code CN1234H5678C90 --secret-env SL_SECRET \\\n"
+            "      --into sqlite:///catalog.sqlite --report run.json\n\n"
+            "sqlite:///relative/path.sqlite or sqlite:////absolute/path.sqlite\n\n"
+            + EXIT_CODES_HELP
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    source = export.add_mutually_exclusive_group(required=True)
+    source.add_argument("--url", help="the API endpoint of the connector")
+    source.add_argument(
+        "--demo",
+        action="store_true",
+        help="start the emulator with the Luma catalog in this process and "
+        "export from it",
+    )
+    export.add_argument("--code", help="the export connector's code")
+    export.add_argument(
+        "--secret-env",
+        metavar="VAR",
+        help="the environment variable that holds the connector's secret "
+        "(never pass secrets as arguments: they show in ps and shell history)",
+    )
+    export.add_argument(
+        "--into", required=True, metavar="URL", help="destination: sqlite:///PATH"
+    )
+    export.add_argument(
+        "--page-size",
+        type=_positive,
+        default=5000,
+        help="rows per page to ask for; the service rounds it (default: 5000)",
+    )
+    export.add_argument("--report", type=Path, help="write a JSON report to FILE")
+    export.set_defaults(handler=_export)
+
+
+def _add_bench(commands: Any, common: argparse.ArgumentParser) -> None:
+    try:
+        from bulkflow._bench._cli import add_bench_parser
+    except ImportError:  # pragma: no cover - the harness ships with bulkflow
+        return
+    add_bench_parser(commands, parents=[common])
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
+# -- serve --------------------------------------------------------------------
+
+
+def _serve(args: argparse.Namespace) -> int:
+    return anyio.run(_serve_async, args)
+
+
+async def _serve_async(args: argparse.Namespace) -> int:
+    from bulkflow.emulator import (
+        DEMO_SECRET,
+        CatalogStore,
+        EmulatorConfig,
+        catalog_source,
+        open_emulator,
+    )
+
+    secret = _secret(args.secret_env, flag="--secret-env") if args.secret_env else None
+    secret = secret or args.secret or DEMO_SECRET
+    store = CatalogStore.open(args.state)
+    try:
+        if not store.loaded:
+            source = catalog_source(args.catalog, seed=args.seed)
+            started = time.monotonic()
+            count = store.load(source)
+            _say(args, f"loaded {args.catalog}: {count:,} items in "
+                 f"{time.monotonic() - started:.1f} s")
+        store.put_connector(args.code, secret, kind="export", options={})
+        config = EmulatorConfig(
+            round_pages=not args.exact_pages,
+            page_size=args.page_size,
+            token_ttl=args.token_ttl,
+            bom=args.bom,
+        )
+        async with open_emulator(
+            store, config=config, host=args.host, port=args.port
+        ) as url:
+            print(f"url: {url}", flush=True)
+            print(f"export connector: {args.code}", flush=True)
+            with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                async for _ in signals:
+                    break
+    finally:
+        store.close()
+    return EXIT_OK
+
+
+# -- export -------------------------------------------------------------------
+
+
+def _export(args: argparse.Namespace) -> int:
+    if not args.demo and not (args.code and args.secret_env):
+        raise UsageError("--url needs --code and --secret-env")
+    return anyio.run(_export_async, args)
+
+
+async def _export_async(args: argparse.Namespace) -> int:
+    from bulkflow.export import ExportConnector, export
+    from bulkflow.sinks import open_sink
+
+    sink = open_sink(args.into)
+    try:
+        if args.demo:
+            report = await _export_demo(args, sink)
+        else:
+            connector = ExportConnector(
+                url=args.url,
+                code=args.code,
+                secret=_secret(args.secret_env, flag="--secret-env"),
+                page_size=args.page_size,
+            )
+            with _progress(args) as progress:
+                report = await export(connector, sink, progress=progress)
+    finally:
+        sink.close()
+    _finish_export(args, report)
+    return EXIT_OK
+
+
+async def _export_demo(args: argparse.Namespace, sink: Any) -> Any:
+    from bulkflow.emulator import (
+        DEMO_CODE,
+        DEMO_SECRET,
+        CatalogStore,
+        catalog_source,
+        open_emulator,
+    )
+    from bulkflow.export import ExportConnector, export
+
+    store = CatalogStore.open(None)
+    try:
+        store.load(catalog_source("luma"))
+        store.put_connector(DEMO_CODE, DEMO_SECRET, kind="export", options={})
+        async with open_emulator(store) as url:
+            args.url = url
+            connector = ExportConnector(
+                url=url, code=DEMO_CODE, secret=DEMO_SECRET, page_size=args.page_size
+            )
+            with _progress(args) as progress:
+                return await export(connector, sink, progress=progress)
+    finally:
+        store.close()
+
+
+def _finish_export(args: argparse.Namespace, report: Any) -> None:
+    if args.report:
+        body = report.as_dict()
+        body["url"] = safe_url(args.url)
+        body["into"] = args.into
+        body["page_size"] = args.page_size
+        _write_atomically(args.report, orjson.dumps(body, option=orjson.OPT_INDENT_2))
+    upserts = sum(report.upserts.values())
+    deletes = sum(report.deletes.values())
+    megabytes = report.bytes / 1e6
+    _say(
+        args,
+        f"exported {report.connector}: {report.action}, {_plural(report.pages, 'page')}"
+        + (f" ({report.pages_skipped} skipped on resume)" if report.resumed else "")
+        + f", {upserts:,} upserts, {deletes:,} deletes, {megabytes:,.1f} MB in "
+        f"{report.seconds:.2f} s ({report.rows_per_s:,.0f} rows/s); "
+        f"cursor {report.cursor}",
+    )
+
+
+def _plural(count: int, word: str) -> str:
+    return f"{count:,} {word}" + ("" if count == 1 else "s")
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_bytes(data)
+    os.replace(temporary, path)
+
+
+class _progress:
+    """A rich progress display on a terminal's stderr; nothing in a pipe."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self._enabled = not args.quiet and sys.stderr.isatty()
+        self._display: Any = None
+        self._task: Any = None
+
+    def __enter__(self) -> Callable[[Any], None] | None:
+        if not self._enabled:
+            return None
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+
+        self._display = Progress(
+            TextColumn("pages"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.description}"),
+            TimeElapsedColumn(),
+            console=Console(stderr=True),
+            transient=True,
+        )
+        self._display.__enter__()
+        self._task = self._display.add_task("", total=None)
+        return self._update
+
+    def _update(self, report: Any) -> None:
+        description = (
+            f"{report.rows:,} rows  {report.bytes / 1e6:,.1f} MB  "
+            f"{report.rows_per_s:,.0f} rows/s"
+        )
+        self._display.update(
+            self._task,
+            completed=report.pages + report.pages_skipped,
+            total=report.page_count,
+            description=description,
+        )
+
+    def __exit__(self, *exc: object) -> None:
+        if self._display is not None:
+            self._display.__exit__(None, None, None)
+
+
+# -- shared -------------------------------------------------------------------
+
+
+def _secret(variable: str, *, flag: str) -> str:
+    value = os.environ.get(variable)
+    if not value:
+        raise UsageError(
+            f"{flag} {variable}: the variable is not set or empty; "
+            f"export {variable}=<the connector's secret> first"
+        )
+    return value
+
+
+def _say(args: argparse.Namespace, line: str) -> None:
+    if not args.quiet:
+        print(line, flush=True)
+
+
+class _JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "time": round(record.created, 3),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        return orjson.dumps(entry).decode()
+
+
+def _configure_logging(args: argparse.Namespace) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    if getattr(args, "log_format", "text") == "json":
+        handler.setFormatter(_JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("bulkflow: %(levelname)s: %(message)s"))
+    root = logging.getLogger("bulkflow")
+    root.handlers[:] = [handler]
+    root.setLevel(logging.INFO if getattr(args, "verbose", False) else logging.WARNING)
+    root.propagate = False
+
+
+def _exit_code(error: BaseException) -> int:
+    if isinstance(error, UsageError):
+        return EXIT_USAGE
+    if isinstance(error, DataError):
+        return EXIT_DATA
+    if isinstance(error, SinkError):
+        return EXIT_SINK
+    if isinstance(error, StateError):
+        return EXIT_STATE
+    if isinstance(error, ApiError | TransportError):
+        return EXIT_FAILED
+    return EXIT_FAILED
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``bulkflow`` command; return its exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _configure_logging(args)
+    slow = backend_warning()
+    if slow:
+        print(f"bulkflow: WARNING: {slow}", file=sys.stderr)
+    try:
+        code: int = args.handler(args)
+        return code
+    except KeyboardInterrupt:
+        print("bulkflow: interrupted; committed pages stay", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BulkflowError as error:
+        print(f"bulkflow: error: {error}", file=sys.stderr)
+        if args.verbose:
+            traceback.print_exception(error, file=sys.stderr)
+        else:
+            print("bulkflow: (--verbose shows the full cause)", file=sys.stderr)
+        return _exit_code(error)
+    except OSError as error:
+        print(f"bulkflow: error: {error}", file=sys.stderr)
+        if args.verbose:
+            traceback.print_exception(error, file=sys.stderr)
+        return EXIT_FAILED
