@@ -143,24 +143,34 @@ async def naive_export(
     """Run the naive client once; return its report."""
     writer = NaiveWriter(path)
     started = time.perf_counter()
-    pages = 0
     try:
         async with aiohttp.ClientSession() as session:
-            query, body, headers = first_request(code, secret, page_size)
-            request = session.post(url, params=query, data=body, headers=headers)
-            for _ in range(MAX_PAGES):
-                async with request as response:
-                    page = orjson.loads(await response.read())
-                writer.write_page(page)
-                pages += 1
-                next_url = page.get("next_page")
-                if not next_url:
-                    break
-                request = session.get(next_url)
+            pages = await _naive_pages(session, writer, url, code, secret, page_size)
     finally:
         writer.close()
-    seconds = time.perf_counter() - started
-    return _report(writer.rows, pages, seconds)
+    return _report(writer.rows, pages, time.perf_counter() - started)
+
+
+async def _naive_pages(
+    session: aiohttp.ClientSession,
+    writer: NaiveWriter,
+    url: str,
+    code: str,
+    secret: str,
+    page_size: int,
+) -> int:
+    """Fetch, parse and write page after page; return how many."""
+    query, body, headers = first_request(code, secret, page_size)
+    request = session.post(url, params=query, data=body, headers=headers)
+    for number in range(1, MAX_PAGES + 1):
+        async with request as response:
+            page = orjson.loads(await response.read())
+        writer.write_page(page)
+        next_url = page.get("next_page")
+        if not next_url:
+            return number
+        request = session.get(next_url)
+    raise RuntimeError(f"the feed passed {MAX_PAGES} pages; stopping a page loop")
 
 
 async def bulkflow_export(

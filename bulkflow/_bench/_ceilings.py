@@ -55,10 +55,12 @@ def ijson_backend() -> ModuleType:
     """ijson's C backend, or its default backend where C is not built."""
     import ijson
 
+    backend: ModuleType
     try:
-        return ijson.get_backend("yajl2_c")
+        backend = ijson.get_backend("yajl2_c")
     except ImportError:
-        return ijson  # type: ignore[no-any-return]
+        backend = ijson
+    return backend
 
 
 @dataclass
@@ -86,21 +88,27 @@ async def read_bodies(
     """Read every page of a run and drop the bytes; return (pages, bytes)."""
     query, body, headers = first_request(code, secret, page_size)
     request = session.post(url, params=query, data=body, headers=headers)
-    pages = total = 0
-    for _ in range(MAX_PAGES):
-        head = b""
+    total = 0
+    for number in range(1, MAX_PAGES + 1):
         async with request as response:
-            content = response.content
-            while data := await content.read(READ_SIZE):
-                total += len(data)
-                if len(head) < HEAD_BYTES:
-                    head += data
-        pages += 1
-        next_url = find_next_page(head[:HEAD_BYTES])
+            head, size = await _drop_body(response.content)
+        total += size
+        next_url = find_next_page(head)
         if next_url is None:
-            break
+            return number, total
         request = session.get(next_url)
-    return pages, total
+    raise RuntimeError(f"the feed passed {MAX_PAGES} pages; stopping a page loop")
+
+
+async def _drop_body(content: aiohttp.StreamReader) -> tuple[bytes, int]:
+    """Read a body to its end; keep only its header, up to ``data``."""
+    head, size, keep = b"", 0, True
+    while data := await content.read(READ_SIZE):
+        size += len(data)
+        if keep:
+            head += data
+            keep = b'"data":' not in head and len(head) < HEAD_BYTES
+    return head, size
 
 
 async def aiter_pages(
@@ -151,20 +159,27 @@ class SinkFeeder:
         for table, rows in (page.get("data") or {}).items():
             for first in range(0, len(rows), step):
                 self.sink.write(table, rows[first : first + step], first_index=first)
+
         self.pages += 1
         action = str(page.get("action") or "update")
-        if next_url is None:
-            done = Checkpoint(self.code, cursor=run_time)
-        else:
-            done = Checkpoint(
-                self.code,
-                run_time=run_time,
-                action=action,
-                next_url=next_url,
-                pages_done=self.pages,
-            )
         finish = next_url is None and action == "refresh"
-        self.sink.commit_page(done, finish_refresh=finish)
+        self.sink.commit_page(
+            self._checkpoint(run_time, action, next_url), finish_refresh=finish
+        )
+
+    def _checkpoint(
+        self, run_time: int, action: str, next_url: str | None
+    ) -> Checkpoint:
+        """The checkpoint an export stores with this page."""
+        if next_url is None:
+            return Checkpoint(self.code, cursor=run_time)
+        return Checkpoint(
+            self.code,
+            run_time=run_time,
+            action=action,
+            next_url=next_url,
+            pages_done=self.pages,
+        )
 
 
 async def measure(args: argparse.Namespace, secret: str) -> dict[str, Any]:
@@ -179,6 +194,8 @@ async def measure(args: argparse.Namespace, secret: str) -> dict[str, Any]:
                 session, args.url, args.code, secret, args.page_size
             )
             ladder.add("body", time.perf_counter() - started)
+
+            # The other rungs time pages held in memory, one page at a time.
             pages = aiter_pages(session, args.url, args.code, secret, args.page_size)
             async for page, next_url in pages:
                 _climb(ladder, ijson, feeder, page, next_url)

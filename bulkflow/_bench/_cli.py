@@ -80,6 +80,7 @@ def add_bench_parser(subparsers: argparse._SubParsersAction[Any]) -> None:
         help="measure bulkflow against baselines and the machine's ceilings",
         description="Measure bulkflow on this machine. See `bulkflow bench export -h`.",
     )
+
     kinds = bench.add_subparsers(dest="bench_command", required=True, metavar="KIND")
     export = kinds.add_parser(
         "export",
@@ -89,6 +90,7 @@ def add_bench_parser(subparsers: argparse._SubParsersAction[Any]) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _add_scenario_options(export)
+    _add_control_options(export)
     _add_output_options(export)
 
 
@@ -130,21 +132,25 @@ def _add_scenario_options(parser: argparse.ArgumentParser) -> None:
     scenario.add_argument(
         "--seed", type=int, default=0, help="seed of the synthetic catalog"
     )
-    scenario.add_argument(
+
+
+def _add_control_options(parser: argparse.ArgumentParser) -> None:
+    control = parser.add_argument_group("how to run it")
+    control.add_argument(
         "--repeat",
         type=_count(1, 20),
         default=1,
         help="run each measurement this many times and keep the fastest "
         "(peak RSS: the largest); default 1",
     )
-    scenario.add_argument(
+    control.add_argument(
         "--timeout",
         type=float,
         default=1800.0,
         metavar="SECONDS",
         help="the most any one process may take before it is killed (default 1800)",
     )
-    scenario.add_argument(
+    control.add_argument(
         "--smoke",
         action="store_true",
         help=f"a run of a few seconds for CI: {SMOKE_ROWS:,} rows, page size "

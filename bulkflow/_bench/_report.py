@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import platform
+import sqlite3
+from importlib import metadata
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import orjson
 from rich.table import Table
 
 if TYPE_CHECKING:
-    from pathlib import Path
-
     from rich.console import Console
 
     from bulkflow._bench._run import Plan
@@ -89,6 +92,7 @@ def build_report(
     head = next(e for e in sweep if e["page_size"] == plan.headline)
     all_ratios = {**head["ratios"], "rss_largest_vs_smallest_page": _rss_growth(sweep)}
     figures = {**all_ratios, "peak_rss_mib": head["bulkflow"].get("peak_rss_mib")}
+
     return {
         "scenario": {
             "rows": plan.rows,
@@ -99,7 +103,7 @@ def build_report(
             "seed": plan.seed,
             "repeat": plan.repeat,
         },
-        "machine": raw["machine"],
+        "machine": machine(),
         "server": raw["server"],
         "bulkflow": head["bulkflow"],
         "baselines": {"naive": head["naive"], "dlt": dlt},
@@ -109,6 +113,54 @@ def build_report(
         "sweep": sweep,
         "failures": raw["failures"],
     }
+
+
+def machine() -> dict[str, Any]:
+    """The machine, interpreter and library versions the numbers belong to."""
+    from bulkflow._bench._ceilings import ijson_backend
+
+    return {
+        "cpu": _cpu_model(),
+        "cores": os.cpu_count(),
+        "usable_cores": len(os.sched_getaffinity(0)),
+        "memory_mib": _memory_mib(),
+        "load_average": [round(load, 2) for load in os.getloadavg()],
+        "platform": platform.platform(),
+        "python": f"{platform.python_implementation()} {platform.python_version()}",
+        "ijson_backend": getattr(ijson_backend(), "backend", "python"),
+        "sqlite": sqlite3.sqlite_version,
+        "versions": {name: _version(name) for name in _PACKAGES},
+    }
+
+
+_PACKAGES = ("bulkflow", "aiohttp", "anyio", "ijson", "orjson")
+
+
+def _version(name: str) -> str | None:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.partition(":")[2].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _memory_mib() -> int | None:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return int(line.split()[1]) // 1024
+    except OSError:
+        pass
+    return None
 
 
 def write_json(report: dict[str, Any], path: Path) -> None:
@@ -155,8 +207,9 @@ def _add_entry(table: Table, entry: dict[str, Any]) -> None:
         rate = _rate(ceilings, key)
         mb = ceilings.get("body_mb_per_s") if key == "body_rows_per_s" else None
         share = _num(_ratio(rate, lowest), 2)
-        table.add_row(size, f"⌈ {label}", _num(rate), _num(mb, 1), "", share)
+        table.add_row(size, f"ceiling: {label}", _num(rate), _num(mb, 1), "", share)
         size = ""
+
     for label, key in (("bulkflow export", "bulkflow"), ("naive baseline", "naive")):
         result = entry[key]
         if "error" in result:

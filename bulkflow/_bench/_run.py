@@ -11,7 +11,6 @@ reported as failed, and the run goes on.
 from __future__ import annotations
 
 import os
-import platform
 import selectors
 import shlex
 import sqlite3
@@ -19,7 +18,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
-from importlib import metadata
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -108,25 +107,24 @@ def run_children(
 ) -> list[ChildResult]:
     """Start ``commands`` together; reap each, killing any past ``timeout`` seconds."""
     started = time.perf_counter()
-    deadline = started + timeout
     procs = []
     for argv, log in zip(commands, logs, strict=True):
         with log.open("wb") as sink:
             procs.append(
                 subprocess.Popen(argv, env=child_env(), stdout=sink, stderr=sink)
             )
+
+    # Poll rather than block: several children may run, and each has a deadline.
     results: dict[int, ChildResult] = {}
     while len(results) < len(procs):
+        late = time.perf_counter() > started + timeout
         for index, proc in enumerate(procs):
-            if index not in results:
-                late = time.perf_counter() > deadline
-                reaped = _reap(proc, kill=late)
-                if reaped is not None:
-                    status, rss = reaped
-                    wall = time.perf_counter() - started
-                    results[index] = ChildResult(
-                        commands[index], status, rss, wall, logs[index], late
-                    )
+            reaped = None if index in results else _reap(proc, kill=late)
+            if reaped is not None:
+                wall = time.perf_counter() - started
+                status, rss = reaped
+                argv, log = commands[index], logs[index]
+                results[index] = ChildResult(argv, status, rss, wall, log, late)
         time.sleep(POLL_SECONDS)
     return [results[index] for index in range(len(procs))]
 
@@ -229,21 +227,13 @@ class Bench:
 
     def page_size(self, page_size: int) -> dict[str, Any]:
         """Everything measured at one page size."""
-        say = self.progress
-        say(f"page size {page_size:,}: ceiling ladder")
-        ceilings = self._best(lambda attempt: self.ceilings(page_size, attempt))
-        say(f"page size {page_size:,}: bulkflow export")
-        bulkflow = self._best(
-            lambda attempt: self.clients("bulkflow", page_size, attempt)
-        )
-        say(f"page size {page_size:,}: naive baseline")
-        naive = self._best(lambda attempt: self.clients("naive", page_size, attempt))
-        return {
-            "page_size": page_size,
-            "ceilings": ceilings,
-            "bulkflow": bulkflow,
-            "naive": naive,
-        }
+        entry: dict[str, Any] = {"page_size": page_size}
+        self.progress(f"page size {page_size:,}: ceiling ladder")
+        entry["ceilings"] = self._best(partial(self.ceilings, page_size))
+        for kind, label in (("bulkflow", "bulkflow export"), ("naive", "naive")):
+            self.progress(f"page size {page_size:,}: {label}")
+            entry[kind] = self._best(partial(self.clients, kind, page_size))
+        return entry
 
     def _best(self, measure: Callable[[int], dict[str, Any]]) -> dict[str, Any]:
         """Run ``measure`` ``repeat`` times; keep the fastest, with the top RSS."""
@@ -276,16 +266,16 @@ class Bench:
             f"{kind}-p{page_size}-r{attempt}-c{index}"
             for index in range(self.plan.connectors)
         ]
-        commands, files = [], []
-        for name in names:
-            db, report = self._files(name)
-            commands.append(self._client_argv(kind, page_size, db, report))
-            files.append((db, report))
+        files = [self._files(name) for name in names]
+        commands = [self._client_argv(kind, page_size, *pair) for pair in files]
         logs = [self._log(name) for name in names]
+
         children = run_children(commands, logs, timeout=self.plan.timeout)
-        results = [self._read(c, r) for c, (_, r) in zip(children, files, strict=True)]
-        for result, (db, _) in zip(results, files, strict=True):
+        results = []
+        for child, (db, report) in zip(children, files, strict=True):
+            result = self._read(child, report)
             result["rows_in_db"] = self._count(db)
+            results.append(result)
         return combine(results, expected=int(self.server.ready["rows"]))
 
     def _client_argv(
@@ -347,17 +337,15 @@ def count_rows(db: Path) -> int:
     """Rows of every table in ``db`` but bulkflow's and SQLite's own."""
     connection = sqlite3.connect(db)
     try:
-        names = [
-            row[0]
-            for row in connection.execute(
-                "SELECT name FROM sqlite_master WHERE type='table'"
-            )
-            if not str(row[0]).startswith(("_bulkflow", "sqlite_"))
-        ]
+        found = connection.execute("SELECT name FROM sqlite_master WHERE type='table'")
+        names = [str(row[0]) for row in found]
         total = 0
         for name in names:
-            quoted = '"' + name.replace('"', '""') + '"'
-            total += connection.execute(f"SELECT count(*) FROM {quoted}").fetchone()[0]
+            if not name.startswith(("_bulkflow", "sqlite_")):
+                quoted = '"' + name.replace('"', '""') + '"'
+                total += connection.execute(
+                    f"SELECT count(*) FROM {quoted}"
+                ).fetchone()[0]
         return int(total)
     finally:
         connection.close()
@@ -370,73 +358,26 @@ def combine(results: list[dict[str, Any]], *, expected: int) -> dict[str, Any]:
     processes' peaks, an upper bound of what they held at once.
     """
     if len(results) == 1:
-        combined = dict(results[0])
-    else:
-        combined = {"clients": results}
-        errors = [str(result["error"]) for result in results if "error" in result]
-        if errors:
-            combined["error"] = errors[0]
-        else:
-            rows = sum(int(result["rows"]) for result in results)
-            seconds = max(float(result["seconds"]) for result in results)
-            combined["rows"] = rows
-            combined["seconds"] = seconds
-            combined["rows_per_s"] = round(rows / seconds, 1) if seconds else 0.0
-        peaks = [float(result["peak_rss_mib"]) for result in results]
-        combined["peak_rss_mib"] = max(peaks)
-        combined["peak_rss_sum_mib"] = round(sum(peaks), 1)
-        combined["command"] = results[0]["command"]
-        combined["rows_in_db"] = sum(int(r["rows_in_db"]) for r in results)
-    combined["rows_expected"] = expected * len(results)
-    return combined
-
-
-def machine() -> dict[str, Any]:
-    """The machine, interpreter and library versions the numbers belong to."""
-    from bulkflow._bench._ceilings import ijson_backend
-
-    return {
-        "cpu": _cpu_model(),
-        "cores": os.cpu_count(),
-        "usable_cores": len(os.sched_getaffinity(0)),
-        "memory_mib": _memory_mib(),
-        "load_average": [round(load, 2) for load in os.getloadavg()],
-        "platform": platform.platform(),
-        "python": f"{platform.python_implementation()} {platform.python_version()}",
-        "ijson_backend": getattr(ijson_backend(), "backend", "python"),
-        "sqlite": sqlite3.sqlite_version,
-        "versions": {name: _version(name) for name in _PACKAGES},
+        return {**results[0], "rows_expected": expected}
+    peaks = [float(result["peak_rss_mib"]) for result in results]
+    combined: dict[str, Any] = {
+        "peak_rss_mib": max(peaks),
+        "peak_rss_sum_mib": round(sum(peaks), 1),
+        "rows_in_db": sum(int(result["rows_in_db"]) for result in results),
+        "rows_expected": expected * len(results),
+        "command": results[0]["command"],
+        "clients": results,
     }
 
-
-_PACKAGES = ("bulkflow", "aiohttp", "anyio", "ijson", "orjson")
-
-
-def _version(name: str) -> str | None:
-    try:
-        return metadata.version(name)
-    except metadata.PackageNotFoundError:
-        return None
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.partition(":")[2].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def _memory_mib() -> int | None:
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                return int(line.split()[1]) // 1024
-    except OSError:
-        pass
-    return None
+    errors = [str(result["error"]) for result in results if "error" in result]
+    if errors:
+        combined["error"] = errors[0]
+        return combined
+    rows = sum(int(result["rows"]) for result in results)
+    seconds = max(float(result["seconds"]) for result in results)
+    combined.update(rows=rows, seconds=seconds)
+    combined["rows_per_s"] = round(rows / seconds, 1) if seconds else 0.0
+    return combined
 
 
 def run_plan(plan: Plan, progress: Callable[[str], None]) -> dict[str, Any]:
@@ -448,7 +389,6 @@ def run_plan(plan: Plan, progress: Callable[[str], None]) -> dict[str, Any]:
         sweep = [bench.page_size(size) for size in plan.page_sizes]
     ready = {key: value for key, value in server.ready.items() if key != "url"}
     return {
-        "machine": machine(),
         "server": ready,
         "sweep": sweep,
         "failures": bench.failures,

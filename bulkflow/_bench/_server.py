@@ -37,7 +37,13 @@ from bulkflow.emulator import (
     catalog_source,
     open_emulator,
 )
-from bulkflow.protocol import API_VERSION, KEY_PARAM, round_page_size, verify
+from bulkflow.protocol import (
+    API_VERSION,
+    KEY_PARAM,
+    Algorithm,
+    round_page_size,
+    verify,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -52,8 +58,8 @@ class PageBook:
 
     first: dict[int, bytes] = field(default_factory=dict)
     by_token: dict[str, bytes] = field(default_factory=dict)
-    pages: dict[int, int] = field(default_factory=dict)
-    bytes: dict[int, int] = field(default_factory=dict)
+    page_counts: dict[int, int] = field(default_factory=dict)
+    byte_counts: dict[int, int] = field(default_factory=dict)
 
     def add(self, page_size: int, token: str | None, body: bytes) -> None:
         """File one page of the run at ``page_size`` (``token=None``: the first)."""
@@ -61,8 +67,9 @@ class PageBook:
             self.first[page_size] = body
         else:
             self.by_token[token] = body
-        self.pages[page_size] = self.pages.get(page_size, 0) + 1
-        self.bytes[page_size] = self.bytes.get(page_size, 0) + len(body)
+        counts, sizes = self.page_counts, self.byte_counts
+        counts[page_size] = counts.get(page_size, 0) + 1
+        sizes[page_size] = sizes.get(page_size, 0) + len(body)
 
 
 async def render_book(
@@ -133,6 +140,8 @@ class ReplayServer:
             if body is None:
                 return _error(1, "this page_token was not rendered by the server")
             return await _send(request, body)
+
+        # The first request of a run: signed, with the page size in its form.
         params: dict[str, Any] = dict(request.query)
         if request.method == "POST":
             params.update((k, str(v)) for k, v in (await request.post()).items())
@@ -148,7 +157,7 @@ class ReplayServer:
     def _signed(self, params: Mapping[str, Any]) -> bool:
         if params.get("code") != self.code:
             return False
-        algorithm = "sha256" if KEY_PARAM["sha256"] in params else "sha1"
+        algorithm: Algorithm = "sha256" if KEY_PARAM["sha256"] in params else "sha1"
         try:
             sent_time, unique = int(params["time"]), int(params["unique"])
         except (KeyError, ValueError):
@@ -212,8 +221,8 @@ def _announce(book: PageBook, port: int, rows: int, seconds: float) -> None:
         "url": f"http://127.0.0.1:{port}/",
         "code": DEMO_CODE,
         "rows": rows,
-        "pages": book.pages,
-        "bytes": book.bytes,
+        "pages": book.page_counts,
+        "bytes": book.byte_counts,
         "startup_seconds": round(seconds, 3),
     }
     line = orjson.dumps(ready, option=orjson.OPT_NON_STR_KEYS).decode()

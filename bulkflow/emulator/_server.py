@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from typing import Any
@@ -21,7 +21,7 @@ import orjson
 from aiohttp import web
 
 from bulkflow._exceptions import DataError
-from bulkflow.emulator import _tokens
+from bulkflow.emulator import _scope, _tokens
 from bulkflow.emulator._store import CatalogStore, Connector
 from bulkflow.protocol import (
     API_VERSION,
@@ -77,6 +77,7 @@ class Emulator:
         self.store = store
         self.config = config
         self._uniques: dict[tuple[str, str], float] = {}
+        self._contexts: dict[tuple[Any, ...], _RunContext] = {}
         key = store.get_meta("token_key")
         if key is None:
             key = secrets.token_hex(32)
@@ -158,7 +159,10 @@ class Emulator:
                 page_size = requested
             if self.config.page_size:
                 page_size = self.config.page_size
-        total = self.store.count(since=since)
+        flags = (FLAG_PARENTS_TREE if _flag(params, "parents_category_tree") else 0) | (
+            FLAG_SAME_PARENT_VARIANTS if _flag(params, "same_parent_variants") else 0
+        )
+        total = self._context(connector, since, flags).total()
         position = _tokens.RunPosition(
             code=connector.code,
             time=now,
@@ -170,6 +174,7 @@ class Emulator:
             after_id=0,
             error=error,
             issued_at=now,
+            flags=flags,
         )
         logger.debug("run.started code=%s since=%s rows=%d", connector.code, since, total)
         return self._page(request, connector, position, version)
@@ -218,7 +223,8 @@ class Emulator:
         version: str,
     ) -> web.Response:
         tables: list[str] = self.store.get_meta("tables") or []
-        data, after = self._collect(tables, position)
+        context = self._context(connector, position.since, position.flags)
+        data, after = self._collect(tables, position, context)
         header = self._header(connector, position, version)
         tail: dict[str, Any] = {}
         if after is not None:
@@ -258,7 +264,7 @@ class Emulator:
         return header
 
     def _collect(
-        self, tables: list[str], position: _tokens.RunPosition
+        self, tables: list[str], position: _tokens.RunPosition, context: _RunContext
     ) -> tuple[dict[str, list[bytes]], _tokens.RunPosition | None]:
         """Gather this page's rows; return them and the next page's position.
 
@@ -269,27 +275,57 @@ class Emulator:
         room = position.page_size
         index, after_id = position.table, position.after_id
         while index < len(tables) and room > 0:
-            rows = self.store.rows_after(
-                tables[index], after_id, since=position.since, limit=room
-            )
-            if rows:
-                data.setdefault(tables[index], []).extend(_wire(row) for row in rows)
-                room -= len(rows)
-                after_id = rows[-1].id
+            rows = data.setdefault(tables[index], [])
+            for id_, wire in context.rows(tables[index], after_id):
+                rows.append(wire)
+                after_id = id_
+                room -= 1
+                if room == 0:
+                    break
+            if not rows:
+                del data[tables[index]]
             if room > 0:
                 index, after_id = index + 1, 0
-        if not self._anything_after(tables, index, after_id, position.since):
+        if not self._anything_after(tables, index, after_id, context):
             return data, None
         return data, replace(position, table=index, after_id=after_id)
 
     def _anything_after(
-        self, tables: list[str], index: int, after_id: int, since: int | None
+        self, tables: list[str], index: int, after_id: int, context: _RunContext
     ) -> bool:
         for table in tables[index:]:
-            if self.store.rows_after(table, after_id, since=since, limit=1):
+            if next(context.rows(table, after_id), None) is not None:
                 return True
             after_id = 0
         return False
+
+    def _context(
+        self, connector: Connector, since: int | None, flags: int
+    ) -> _RunContext:
+        """The scope of a run, computed once per state of the catalog."""
+        key = (self.store.version(), connector.code, orjson.dumps(connector.options))
+        key_with_run = (*key, since, flags)
+        cached = self._contexts.get(key_with_run)
+        if cached is not None:
+            return cached
+        layout = _scope.Layout.of(self.store)
+        scope, trees = _scope.compute_scope(self.store, layout, connector.options)
+        changed: dict[str, set[int]] = {}
+        if since is not None:
+            changed = {t: set(self.store.changed_since(t, since)) for t in layout.tables}
+            _scope.add_extras(
+                scope,
+                layout,
+                trees,
+                changed,
+                parents_tree=bool(flags & FLAG_PARENTS_TREE),
+                sibling_variants=bool(flags & FLAG_SAME_PARENT_VARIANTS),
+            )
+        context = _RunContext(self.store, scope, changed, since)
+        if len(self._contexts) >= 16:
+            self._contexts.clear()
+        self._contexts[key_with_run] = context
+        return context
 
     def _error(self, code: int, now: int, message: str | None = None) -> web.Response:
         body = {
@@ -301,10 +337,60 @@ class Emulator:
         return web.Response(body=orjson.dumps(body), content_type="application/json")
 
 
+FLAG_PARENTS_TREE = 1
+FLAG_SAME_PARENT_VARIANTS = 2
+
+
+class _RunContext:
+    """What one run serves: the rows of a refresh, or the changes of an update."""
+
+    def __init__(
+        self,
+        store: CatalogStore,
+        scope: _scope.Scope,
+        changed: dict[str, set[int]],
+        since: int | None,
+    ) -> None:
+        self.store = store
+        self.scope = scope
+        self.changed = changed
+        self.since = since
+
+    def total(self) -> int:
+        """How many rows the whole run serves."""
+        if self.since is None:
+            return self.scope.count()
+        visible, extra = self.scope.visible, self.scope.extra
+        return sum(
+            len(ids | (extra.get(table, set()) & visible.get(table, set())))
+            for table, ids in self.changed.items()
+        )
+
+    def rows(self, table: str, after_id: int) -> Iterator[tuple[int, bytes]]:
+        """Yield ``(id, wire row)`` of ``table`` after ``after_id``, in id order."""
+        visible = self.scope.visible.get(table, set())
+        if self.since is None:
+            for row in self.store.iter_rows(table, after_id):
+                if row.id in visible:
+                    yield row.id, _wire(row)
+            return
+        changed = self.changed.get(table, set())
+        extra = self.scope.extra.get(table, set())
+        for row in self.store.iter_rows(table, after_id):
+            if row.id in changed:
+                yield row.id, _wire(row) if row.id in visible else _deleted(row.id)
+            elif row.id in extra and row.id in visible:
+                yield row.id, _wire(row)
+
+
+def _deleted(id_: int) -> bytes:
+    return b'["D",%d]' % id_
+
+
 def _wire(row: Any) -> bytes:
     """Render a stored row as a wire row, pasting its stored JSON values in."""
     if row.deleted or row.row is None:
-        return b'["D",%d]' % row.id
+        return _deleted(row.id)
     if row.row == b"[]":
         return b'["M",%d]' % row.id
     return b'["M",%d,' % row.id + row.row[1:]
@@ -326,6 +412,10 @@ def _render(
     if not next_first:
         body += b"," + orjson.dumps(tail)[1:-1]
     return body + b"}"
+
+
+def _flag(params: Mapping[str, Any], name: str) -> bool:
+    return str(params.get(name, "0")).strip() in ("1", "true")
 
 
 def _int_or_none(value: Any) -> int | None:

@@ -22,6 +22,7 @@ from typing import Any
 import orjson
 
 from bulkflow.emulator._source import CatalogSource
+from bulkflow.protocol import reference_ids
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
@@ -30,6 +31,8 @@ CREATE TABLE IF NOT EXISTS items (
     id INTEGER NOT NULL,
     changed_at INTEGER NOT NULL,
     deleted INTEGER NOT NULL DEFAULT 0,
+    hidden INTEGER NOT NULL DEFAULT 0,
+    parents BLOB,
     row BLOB,
     PRIMARY KEY (tbl, id)
 ) WITHOUT ROWID;
@@ -67,6 +70,8 @@ class StoredRow:
     id: int
     deleted: bool
     row: bytes | None
+    hidden: bool = False
+    changed_at: int = 0
 
 
 class CatalogStore:
@@ -77,6 +82,7 @@ class CatalogStore:
 
     def __init__(self, connection: sqlite3.Connection) -> None:
         self._db = connection
+        self._parent_columns: dict[str, int] | None = None
 
     @classmethod
     def open(cls, directory: Path | None = None) -> CatalogStore:
@@ -129,16 +135,34 @@ class CatalogStore:
             self.set_meta("schema", source.schema)
             self.set_meta("data_schema", source.data_schema)
             self.set_meta("data_schema_info", source.data_schema_info)
+            self.set_meta("parent_columns", _parent_columns(source.data_schema))
+            self._parent_columns = None
             for batch in _batches(source.rows(), 10_000):
                 self._db.executemany(
-                    "INSERT INTO items (tbl, id, changed_at, row) VALUES (?, ?, ?, ?)",
+                    "INSERT INTO items (tbl, id, changed_at, parents, row) "
+                    "VALUES (?, ?, ?, ?, ?)",
                     [
-                        (table, id_, source.loaded_at, orjson.dumps(values))
+                        (
+                            table,
+                            id_,
+                            source.loaded_at,
+                            self._parents(table, values),
+                            orjson.dumps(values),
+                        )
                         for table, id_, values in batch
                     ],
                 )
                 count += len(batch)
         return count
+
+    def _parents(self, table: str, values: list[Any]) -> bytes | None:
+        """The ids the item's first ``ID_*`` column points at, as JSON."""
+        if self._parent_columns is None:
+            self._parent_columns = self.get_meta("parent_columns") or {}
+        position = self._parent_columns.get(table)
+        if position is None:
+            return None
+        return orjson.dumps(reference_ids(values[position]))
 
     def transaction(self) -> _Transaction:
         """A context manager running its block in one IMMEDIATE transaction."""
@@ -180,47 +204,63 @@ class CatalogStore:
 
     # -- serving ----------------------------------------------------------
 
-    def count(self, *, since: int | None) -> int:
-        """Count the rows a run serves: live items, or every change since ``since``."""
-        if since is None:
-            query = "SELECT count(*) FROM items WHERE deleted=0"
-            return int(self._db.execute(query).fetchone()[0])
-        query = "SELECT count(*) FROM items WHERE changed_at>=?"
-        return int(self._db.execute(query, (since,)).fetchone()[0])
-
-    def rows_after(
-        self, table: str, after_id: int, *, since: int | None, limit: int
-    ) -> list[StoredRow]:
-        """Return up to ``limit`` rows of ``table`` with an id above ``after_id``.
-
-        ``since=None`` serves a refresh (live items only); otherwise every
-        item changed at or after ``since``, deletions included. Pages walk the
-        ids in order (keyset pagination), so items added or removed during a
-        run do not shift the pages still to come.
-        """
-        if since is None:
-            cursor = self._db.execute(
-                "SELECT id, deleted, row FROM items WHERE tbl=? AND id>? "
-                "AND deleted=0 ORDER BY id LIMIT ?",
-                (table, after_id, limit),
-            )
-        else:
-            cursor = self._db.execute(
-                "SELECT id, deleted, row FROM items WHERE tbl=? AND id>? "
-                "AND changed_at>=? ORDER BY id LIMIT ?",
-                (table, after_id, since, limit),
-            )
-        return [StoredRow(id_, bool(deleted), row) for id_, deleted, row in cursor]
-
     # -- changes ----------------------------------------------------------
 
     def upsert(self, table: str, id_: int, values: list[Any], *, at: int) -> None:
-        """Create or replace an item, changed at ``at``."""
+        """Create or replace an item, changed at ``at`` (a hidden item stays hidden)."""
         self._db.execute(
-            "INSERT OR REPLACE INTO items (tbl, id, changed_at, deleted, row) "
-            "VALUES (?, ?, ?, 0, ?)",
-            (table, id_, at, orjson.dumps(values)),
+            "INSERT INTO items (tbl, id, changed_at, deleted, parents, row) "
+            "VALUES (?, ?, ?, 0, ?, ?) ON CONFLICT (tbl, id) DO UPDATE SET "
+            "changed_at=excluded.changed_at, deleted=0, parents=excluded.parents, "
+            "row=excluded.row",
+            (table, id_, at, self._parents(table, values), orjson.dumps(values)),
         )
+
+    def set_hidden(self, table: str, id_: int, hidden: bool, *, at: int) -> None:
+        """Hide an item from every connector (or show it again), changed at ``at``."""
+        self._db.execute(
+            "UPDATE items SET hidden=?, changed_at=? WHERE tbl=? AND id=?",
+            (int(hidden), at, table, id_),
+        )
+
+    def touch(self, table: str, ids: Iterable[int], *, at: int) -> None:
+        """Mark items as changed at ``at`` without changing them (a cascade)."""
+        self._db.executemany(
+            "UPDATE items SET changed_at=? WHERE tbl=? AND id=? AND changed_at<?",
+            [(at, table, id_, at) for id_ in ids],
+        )
+
+    def tree(self, table: str) -> dict[int, tuple[list[int], bool, bool]]:
+        """Every item of ``table`` as ``id: (parents, hidden, deleted)``."""
+        cursor = self._db.execute(
+            "SELECT id, parents, hidden, deleted FROM items WHERE tbl=?", (table,)
+        )
+        return {
+            id_: (orjson.loads(parents) if parents else [], bool(hidden), bool(gone))
+            for id_, parents, hidden, gone in cursor
+        }
+
+    def changed_since(self, table: str, since: int) -> list[int]:
+        """Ids of ``table`` changed at or after ``since``, deletions included."""
+        cursor = self._db.execute(
+            "SELECT id FROM items WHERE tbl=? AND changed_at>=?", (table, since)
+        )
+        return [row[0] for row in cursor]
+
+    def iter_rows(self, table: str, after_id: int) -> Iterator[StoredRow]:
+        """Every item of ``table`` with an id above ``after_id``, by id."""
+        cursor = self._db.execute(
+            "SELECT id, deleted, hidden, changed_at, row FROM items "
+            "WHERE tbl=? AND id>? ORDER BY id",
+            (table, after_id),
+        )
+        for id_, deleted, hidden, changed_at, row in cursor:
+            yield StoredRow(id_, bool(deleted), row, bool(hidden), changed_at)
+
+    def version(self) -> tuple[int, int]:
+        """Changes whenever this or another connection commits to the store."""
+        data_version = self._db.execute("PRAGMA data_version").fetchone()[0]
+        return int(data_version), self._db.total_changes
 
     def delete(self, table: str, id_: int, *, at: int) -> bool:
         """Turn a live item into a tombstone; False when there was none."""
@@ -231,11 +271,14 @@ class CatalogStore:
         )
         return cursor.rowcount > 0
 
-    def iter_items(self, table: str) -> Iterator[tuple[int, list[Any]]]:
-        """Yield ``(id, values)`` of every live item of ``table``, by id."""
+    def iter_items(
+        self, table: str, *, after_id: int = 0, limit: int = -1
+    ) -> Iterator[tuple[int, list[Any]]]:
+        """Yield ``(id, values)`` of live items of ``table`` above ``after_id``, by id."""
         cursor = self._db.execute(
-            "SELECT id, row FROM items WHERE tbl=? AND deleted=0 ORDER BY id",
-            (table,),
+            "SELECT id, row FROM items WHERE tbl=? AND deleted=0 AND id>? "
+            "ORDER BY id LIMIT ?",
+            (table, after_id, limit),
         )
         for id_, row in cursor:
             yield id_, orjson.loads(row)
@@ -257,6 +300,17 @@ class _Transaction:
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
         self._db.execute("COMMIT" if exc_type is None else "ROLLBACK")
+
+
+def _parent_columns(data_schema: dict[str, list[Any]]) -> dict[str, int]:
+    """Per table, the value position of its first ``ID_*`` column (its parents)."""
+    found: dict[str, int] = {}
+    for table, entries in data_schema.items():
+        for position, entry in enumerate(entries[2:]):
+            if isinstance(entry, str) and entry.startswith("ID_"):
+                found[table] = position
+                break
+    return found
 
 
 def _batches(rows: Iterable[Any], size: int) -> Iterator[list[Any]]:

@@ -33,6 +33,7 @@ class RunPosition:
     after_id: int
     error: int
     issued_at: int
+    flags: int = 0
 
 
 def encode(position: RunPosition, key: bytes) -> str:

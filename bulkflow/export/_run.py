@@ -193,6 +193,7 @@ class ExportRun:
         self._schemas: dict[str, TableSchema] = {}
         self._run_time: int | None = None
         self._action: str | None = None
+        self._rows_sent = 0
 
     def __repr__(self) -> str:
         report = self.report
@@ -383,6 +384,7 @@ class ExportRun:
                 continue
             if not page.begun:
                 await send.send(self._begin(page))
+            self._rows_sent += len(event.rows)
             await send.send(event)
 
     def _header(self, page: _Page, event: HeaderValue) -> None:
@@ -450,7 +452,15 @@ class ExportRun:
             await send.send(_End(done, finish_refresh=False))
             return
         self.report.cursor = self._run_time
-        final = Checkpoint(self.connector.code, cursor=self._run_time)
+        summary = {
+            "action": self._action,
+            "finished_at": int(time.time()),
+            "pages": page.number,
+            "rows_this_process": self._rows_sent,
+            "resumed": self.report.resumed,
+            "restarted": self.report.restarted,
+        }
+        final = Checkpoint(self.connector.code, cursor=self._run_time, last_run=summary)
         await send.send(_End(final, finish_refresh=self._action == "refresh"))
 
     async def _drain(self, receive: ObjectReceiveStream[_Message], page: _Page) -> None:

@@ -22,6 +22,8 @@ class Checkpoint:
             ``next_page`` URLs carry an opaque token, not the signature).
         pages_done: pages of the run under way already committed.
         error: the last error of a failed run, in one line.
+        last_run: a summary of the last completed run (action, pages, rows,
+            when it finished), for ``bulkflow state``.
     """
 
     connector: str
@@ -31,6 +33,7 @@ class Checkpoint:
     next_url: str | None = None
     pages_done: int = 0
     error: str | None = None
+    last_run: dict[str, Any] | None = None
 
     @property
     def in_progress(self) -> bool:

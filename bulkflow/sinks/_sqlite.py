@@ -42,6 +42,7 @@ CREATE TABLE IF NOT EXISTS "{CHECKPOINTS}" (
     next_url TEXT,
     pages_done INTEGER NOT NULL DEFAULT 0,
     error TEXT,
+    last_run TEXT,
     updated_at REAL NOT NULL
 )
 """
@@ -137,18 +138,19 @@ class SQLiteSink:
     def load_checkpoint(self, connector: str) -> Checkpoint:
         """Return the stored checkpoint of ``connector`` (empty if none)."""
         row = self._db.execute(
-            "SELECT cursor, run_time, action, next_url, pages_done, error "
-            f'FROM "{CHECKPOINTS}" WHERE connector=?',
+            "SELECT connector, cursor, run_time, action, next_url, pages_done, "
+            f'error, last_run FROM "{CHECKPOINTS}" WHERE connector=?',
             (connector,),
         ).fetchone()
         if row is None:
             return Checkpoint(connector)
-        return Checkpoint(connector, *row)
+        return _checkpoint(row)
 
     def save_checkpoint(self, checkpoint: Checkpoint) -> None:
         """Store ``checkpoint`` in the current transaction (or on its own)."""
         self._db.execute(
-            f'INSERT OR REPLACE INTO "{CHECKPOINTS}" VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
+            f'INSERT OR REPLACE INTO "{CHECKPOINTS}" '
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 checkpoint.connector,
                 checkpoint.cursor,
@@ -157,6 +159,7 @@ class SQLiteSink:
                 checkpoint.next_url,
                 checkpoint.pages_done,
                 checkpoint.error,
+                None if checkpoint.last_run is None else orjson.dumps(checkpoint.last_run),
                 time.time(),
             ),
         )
@@ -165,9 +168,20 @@ class SQLiteSink:
         """Every stored checkpoint, by connector."""
         rows = self._db.execute(
             "SELECT connector, cursor, run_time, action, next_url, pages_done, "
-            f'error FROM "{CHECKPOINTS}" ORDER BY connector'
+            f'error, last_run FROM "{CHECKPOINTS}" ORDER BY connector'
         ).fetchall()
-        return [Checkpoint(*row) for row in rows]
+        return [_checkpoint(row) for row in rows]
+
+    def reset(self, connector: str) -> bool:
+        """Forget ``connector``'s cursor and checkpoint: its next run is a refresh.
+
+        The rows stay; the refresh then removes those it no longer delivers.
+        Returns False when nothing was stored for it.
+        """
+        cursor = self._db.execute(
+            f'DELETE FROM "{CHECKPOINTS}" WHERE connector=?', (connector,)
+        )
+        return cursor.rowcount > 0
 
     # -- pages ----------------------------------------------------------------
 
@@ -340,6 +354,11 @@ class SQLiteSink:
                 (self._run_time,),
             )
             self._db.execute(f"DELETE FROM {name} WHERE {self._unmarked(table)}")
+
+
+def _checkpoint(row: tuple[Any, ...]) -> Checkpoint:
+    last_run = orjson.loads(row[7]) if row[7] else None
+    return Checkpoint(*row[:7], last_run=last_run)
 
 
 def _refuse_reserved(schema: TableSchema) -> None:
