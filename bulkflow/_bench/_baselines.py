@@ -1,21 +1,21 @@
-"""The clients the harness runs in child processes: a naive baseline and bulkflow.
+"""The baseline clients the harness runs in child processes, and their wire helpers.
 
-Both take the options of ``bulkflow export`` (``--url --code --secret-env
---into sqlite:///PATH --page-size N --report FILE``) and write a JSON report
-with ``rows``, ``seconds`` and ``rows_per_s``, timed from before the first
-request to after the last commit (interpreter start-up and imports are not
-counted). Each runs alone in its own process, so the harness can read that
-process's peak memory when it exits.
+A baseline takes the options of ``bulkflow export`` (``--url --code
+--secret-env --into sqlite:///PATH --page-size N --report FILE``) and writes
+a JSON report with ``rows``, ``seconds`` and ``rows_per_s``, timed from
+before the first request to after the last commit (interpreter start-up and
+imports are not counted, as in bulkflow's own report). It runs alone in its
+own process, so the harness can read that process's peak memory at its end.
 
-* ``naive`` is what one writes without a streaming design: fetch a whole
-  page, ``orjson.loads`` it, ``executemany`` its rows into SQLite, commit,
-  follow ``next_page``, one page after another. It uses the same SQLite
-  settings as bulkflow's sink (WAL, ``synchronous=NORMAL``, a commit per
-  page), so the two differ in how they move rows, not in durability.
-* ``export`` stands in for ``python -m bulkflow export`` and calls
-  :func:`bulkflow.export.export` with its defaults.
+``naive`` is what one writes without a streaming design: fetch a whole
+page, ``orjson.loads`` it, ``executemany`` its rows into SQLite, commit,
+follow ``next_page``, one page after another. It uses the same SQLite
+settings as bulkflow's sink (WAL, ``synchronous=NORMAL``, a commit per
+page), so the two differ in how they move rows, not in durability.
 
-Run as ``python -m bulkflow._bench._baselines {naive,export} OPTIONS``.
+Run as ``python -m bulkflow._bench._baselines naive OPTIONS``. The module
+imports no more than a baseline needs (aiohttp, orjson, the signing code),
+because its imports count in the baseline's peak memory.
 """
 
 from __future__ import annotations
@@ -173,22 +173,6 @@ async def _naive_pages(
     raise RuntimeError(f"the feed passed {MAX_PAGES} pages; stopping a page loop")
 
 
-async def bulkflow_export(
-    url: str, code: str, secret: str, into: str, *, page_size: int
-) -> dict[str, Any]:
-    """Run :func:`bulkflow.export.export` once with its defaults; return its report."""
-    from bulkflow.export import ExportConnector, export
-    from bulkflow.sinks import open_sink
-
-    sink = open_sink(into)
-    try:
-        connector = ExportConnector(url, code, secret, page_size=page_size)
-        report = await export(connector, sink)
-    finally:
-        sink.close()
-    return report.as_dict()
-
-
 def _report(rows: int, pages: int, seconds: float) -> dict[str, Any]:
     return {
         "rows": rows,
@@ -208,7 +192,7 @@ def parser() -> argparse.ArgumentParser:
     """The options, the same as ``bulkflow export``'s that the harness uses."""
     main_parser = argparse.ArgumentParser(prog="python -m bulkflow._bench._baselines")
     clients = main_parser.add_subparsers(dest="client", required=True)
-    for name in ("naive", "export"):
+    for name in ("naive",):
         client = clients.add_parser(name)
         client.add_argument("--url", required=True)
         client.add_argument("--code", required=True)
@@ -223,13 +207,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of a client process."""
     args = parser().parse_args(argv)
     secret = os.environ[args.secret_env]
-    if args.client == "naive":
-        path = _path_of(args.into)
-        run = naive_export(args.url, args.code, secret, path, page_size=args.page_size)
-    else:
-        run = bulkflow_export(
-            args.url, args.code, secret, args.into, page_size=args.page_size
-        )
+    path = _path_of(args.into)
+    run = naive_export(args.url, args.code, secret, path, page_size=args.page_size)
     report = asyncio.run(run)
     Path(args.report).write_bytes(orjson.dumps(report))
     return 0

@@ -92,6 +92,7 @@ def add_bench_parser(subparsers: argparse._SubParsersAction[Any]) -> None:
     _add_scenario_options(export)
     _add_control_options(export)
     _add_output_options(export)
+    export.set_defaults(handler=run_bench)
 
 
 def _add_scenario_options(parser: argparse.ArgumentParser) -> None:

@@ -30,10 +30,9 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
     from types import TracebackType
 
-#: The module run as ``python -m MODULE export ...`` to measure bulkflow. The
-#: stand-in takes the same options as ``bulkflow export``; set this to
-#: ``"bulkflow"`` to measure the real command line instead.
-EXPORT_MODULE = "bulkflow._bench._baselines"
+#: bulkflow is measured as ``python -m EXPORT_MODULE export --url ... --report
+#: FILE``: the real command line, with the options a user would give it.
+EXPORT_MODULE = "bulkflow"
 
 #: The environment variable through which children get the connector's secret.
 SECRET_ENV = "BULKFLOW_BENCH_SECRET"
@@ -376,6 +375,8 @@ def combine(results: list[dict[str, Any]], *, expected: int) -> dict[str, Any]:
     rows = sum(int(result["rows"]) for result in results)
     seconds = max(float(result["seconds"]) for result in results)
     combined.update(rows=rows, seconds=seconds)
+    if all("bytes" in result for result in results):
+        combined["bytes"] = sum(int(result["bytes"]) for result in results)
     combined["rows_per_s"] = round(rows / seconds, 1) if seconds else 0.0
     return combined
 
@@ -383,12 +384,14 @@ def combine(results: list[dict[str, Any]], *, expected: int) -> dict[str, Any]:
 def run_plan(plan: Plan, progress: Callable[[str], None]) -> dict[str, Any]:
     """Measure every page size of ``plan``; return the results, failures included."""
     plan.work_dir.mkdir(parents=True, exist_ok=True)
+    load = [round(value, 2) for value in os.getloadavg()]
     progress(f"rendering {plan.rows:,} rows at page sizes {list(plan.page_sizes)}")
     with ServerProcess(plan, plan.work_dir / "server.log") as server:
         bench = Bench(plan, server, progress)
         sweep = [bench.page_size(size) for size in plan.page_sizes]
     ready = {key: value for key, value in server.ready.items() if key != "url"}
     return {
+        "load_average_start": load,
         "server": ready,
         "sweep": sweep,
         "failures": bench.failures,

@@ -195,8 +195,10 @@ class Emulator:
         last_update = _int_or_none(raw)
         if last_update is None or last_update < 0 or last_update > now:
             return None, 5
-        forced = str(params.get("force_update_only", "0")) == "1"
-        if connector.config_changed_at > last_update and not forced:
+        forced = _flag(params, "force_update_only")
+        # ">=": a change in the very second of the cursor may have come after
+        # it; one refresh too many is safe, one too few is not.
+        if connector.config_changed_at >= last_update and not forced:
             return None, 0
         return last_update, 0
 

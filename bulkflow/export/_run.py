@@ -142,7 +142,7 @@ class _TokenRefused(StateError):
 
 @dataclass
 class _Begin:
-    run_time: int
+    run_id: int
     schemas: dict[str, TableSchema]
 
 
@@ -192,6 +192,7 @@ class ExportRun:
         self._rng = random.Random()
         self._schemas: dict[str, TableSchema] = {}
         self._run_time: int | None = None
+        self._run_id: int | None = None
         self._action: str | None = None
         self._rows_sent = 0
 
@@ -242,6 +243,7 @@ class ExportRun:
         self.report.resumed = True
         self.report.pages_skipped = checkpoint.pages_done
         self._run_time, self._action = checkpoint.run_time, checkpoint.action
+        self._run_id = checkpoint.run_id
         self.report.action = checkpoint.action
         logger.info(
             "run.resumed connector=%s pages_skipped=%d",
@@ -265,7 +267,7 @@ class ExportRun:
         logger.warning(message)
         self.report.warnings.append(message)
         self.report.restarted = True
-        self._run_time = self._action = None
+        self._run_time = self._run_id = self._action = None
 
     def _first_request(self, cursor: int | None) -> tuple[str, str, Any, Any]:
         """The first page's request; its signature is drawn anew on every try."""
@@ -337,6 +339,10 @@ class ExportRun:
         self, request: tuple[str, str, Any, Any], checkpoint: Checkpoint, number: int
     ) -> _Page:
         """Fetch, parse and commit one page."""
+        if number == 1:
+            # A retried first page comes with a new ``time``: take the cursor
+            # and the action from the try that commits.
+            self._run_time = self._action = None
         method, url, query, body = request
         if method == "POST":
             signature = signed_params(
@@ -418,6 +424,8 @@ class ExportRun:
                     where=self._where(page.number),
                 )
             self._run_time = int(header["time"])
+        if self._run_id is None:
+            self._run_id = time.time_ns()
         if self._action is None:
             self._action = str(header.get("action") or "update")
             if header.get("error") == 5:
@@ -429,7 +437,7 @@ class ExportRun:
             )
         if "page_count" in header:
             self.report.page_count = int(header["page_count"])
-        return _Begin(self._run_time, self._schemas)
+        return _Begin(self._run_id, self._schemas)
 
     async def _end(
         self, page: _Page, checkpoint: Checkpoint, send: ObjectSendStream[_Message]
@@ -444,6 +452,7 @@ class ExportRun:
             done = replace(
                 checkpoint,
                 run_time=self._run_time,
+                run_id=self._run_id,
                 action=self._action,
                 next_url=str(next_url),
                 pages_done=page.number,
@@ -479,7 +488,7 @@ class ExportRun:
                         self._notify()
                     elif isinstance(message, _Begin):
                         await run_sync(
-                            sink.begin_page, code, message.run_time, message.schemas
+                            sink.begin_page, code, message.run_id, message.schemas
                         )
                     else:
                         end = message

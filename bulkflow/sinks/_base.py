@@ -17,6 +17,8 @@ class Checkpoint:
         cursor: the ``last_update`` the next run sends (``None``: never synced).
         run_time: the ``time`` of the interrupted run's first page, or ``None``
             when no run is under way.
+        run_id: the interrupted run's own id (nanoseconds at its start), which
+            marks the rows it wrote; unique even for runs in the same second.
         action: ``refresh`` or ``update`` of the run under way.
         next_url: the ``next_page`` URL to continue from (no secret in it:
             ``next_page`` URLs carry an opaque token, not the signature).
@@ -29,6 +31,7 @@ class Checkpoint:
     connector: str
     cursor: int | None = None
     run_time: int | None = None
+    run_id: int | None = None
     action: str | None = None
     next_url: str | None = None
     pages_done: int = 0
@@ -64,12 +67,12 @@ class Sink(Protocol):
         ...
 
     def begin_page(
-        self, connector: str, run_time: int, schemas: dict[str, TableSchema]
+        self, connector: str, run_id: int, schemas: dict[str, TableSchema]
     ) -> None:
         """Start a page's transaction; create or widen tables for ``schemas``.
 
-        ``run_time`` (the ``time`` of the run's first page) marks every row the
-        page writes as seen by ``connector`` in this run.
+        ``run_id`` marks every row the page writes as seen by ``connector`` in
+        this run (a refresh removes, at its end, the rows it did not mark).
         """
         ...
 

@@ -5,8 +5,7 @@ then one column per ``data_schema`` column, typed from ``data_schema_info``
 (lists, media and embedded tables as JSON text). bulkflow's own bookkeeping
 lives in names that start with ``_bulkflow``: the checkpoints table, and one
 ``_bulkflow_seen_<connector>`` column per connector on each data table, which
-holds the run (its first page's ``time``) in which that connector last
-delivered the row. A row leaves the replica when no connector delivers it any
+holds the id of the run in which that connector last delivered the row. A row leaves the replica when no connector delivers it any
 more: a ``D`` row clears its connector's mark, a finished refresh clears the
 marks of rows it did not see, and rows left without any mark are deleted.
 
@@ -38,6 +37,7 @@ CREATE TABLE IF NOT EXISTS "{CHECKPOINTS}" (
     connector TEXT PRIMARY KEY,
     cursor INTEGER,
     run_time INTEGER,
+    run_id INTEGER,
     action TEXT,
     next_url TEXT,
     pages_done INTEGER NOT NULL DEFAULT 0,
@@ -125,7 +125,7 @@ class SQLiteSink:
         self._tables: dict[str, _Table] = {}
         self._stats = PageStats()
         self._connector = ""
-        self._run_time = 0
+        self._run_id = 0
         self._seen = ""
         self._in_page = False
 
@@ -138,8 +138,8 @@ class SQLiteSink:
     def load_checkpoint(self, connector: str) -> Checkpoint:
         """Return the stored checkpoint of ``connector`` (empty if none)."""
         row = self._db.execute(
-            "SELECT connector, cursor, run_time, action, next_url, pages_done, "
-            f'error, last_run FROM "{CHECKPOINTS}" WHERE connector=?',
+            "SELECT connector, cursor, run_time, run_id, action, next_url, "
+            f'pages_done, error, last_run FROM "{CHECKPOINTS}" WHERE connector=?',
             (connector,),
         ).fetchone()
         if row is None:
@@ -150,11 +150,12 @@ class SQLiteSink:
         """Store ``checkpoint`` in the current transaction (or on its own)."""
         self._db.execute(
             f'INSERT OR REPLACE INTO "{CHECKPOINTS}" '
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 checkpoint.connector,
                 checkpoint.cursor,
                 checkpoint.run_time,
+                checkpoint.run_id,
                 checkpoint.action,
                 checkpoint.next_url,
                 checkpoint.pages_done,
@@ -167,8 +168,8 @@ class SQLiteSink:
     def checkpoints(self) -> list[Checkpoint]:
         """Every stored checkpoint, by connector."""
         rows = self._db.execute(
-            "SELECT connector, cursor, run_time, action, next_url, pages_done, "
-            f'error, last_run FROM "{CHECKPOINTS}" ORDER BY connector'
+            "SELECT connector, cursor, run_time, run_id, action, next_url, "
+            f'pages_done, error, last_run FROM "{CHECKPOINTS}" ORDER BY connector'
         ).fetchall()
         return [_checkpoint(row) for row in rows]
 
@@ -186,10 +187,10 @@ class SQLiteSink:
     # -- pages ----------------------------------------------------------------
 
     def begin_page(
-        self, connector: str, run_time: int, schemas: dict[str, TableSchema]
+        self, connector: str, run_id: int, schemas: dict[str, TableSchema]
     ) -> None:
         """Start a page's transaction; create or widen tables for ``schemas``."""
-        self._connector, self._run_time = connector, run_time
+        self._connector, self._run_id = connector, run_id
         self._seen = SEEN_PREFIX + connector
         self._stats = PageStats()
         try:
@@ -293,7 +294,7 @@ class SQLiteSink:
         deletes: list[Any] = []
         json_positions = table.json_positions
         width = table.width
-        run_time = self._run_time
+        run_id = self._run_id
         dumps = orjson.dumps
         for offset, row in enumerate(rows):
             if len(row) != width:
@@ -309,7 +310,7 @@ class SQLiteSink:
                 value = values[position]
                 if type(value) is list or type(value) is dict:
                     values[position] = dumps(value).decode()
-            values.append(run_time)
+            values.append(run_id)
             upserts.append(values)
         return upserts, deletes
 
@@ -351,14 +352,14 @@ class SQLiteSink:
             self._db.execute(
                 f"UPDATE {name} SET {seen}=NULL WHERE {seen} IS NOT NULL "
                 f"AND {seen}<>?",
-                (self._run_time,),
+                (self._run_id,),
             )
             self._db.execute(f"DELETE FROM {name} WHERE {self._unmarked(table)}")
 
 
 def _checkpoint(row: tuple[Any, ...]) -> Checkpoint:
-    last_run = orjson.loads(row[7]) if row[7] else None
-    return Checkpoint(*row[:7], last_run=last_run)
+    last_run = orjson.loads(row[8]) if row[8] else None
+    return Checkpoint(*row[:8], last_run=last_run)
 
 
 def _refuse_reserved(schema: TableSchema) -> None:
