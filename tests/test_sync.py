@@ -16,7 +16,7 @@ from bulkflow.emulator import (
     EmulatorConfig,
     open_emulator,
 )
-from bulkflow.emulator._churn import churn, reconfigure
+from bulkflow.emulator._churn import churn, reconfigure, set_hidden
 from bulkflow.sinks import Checkpoint
 from bulkflow.testing import DifferentialPlan, replica_tables, run_differential
 
@@ -90,12 +90,7 @@ async def test_hiding_a_category_deletes_everything_below_it(
     assert first.cursor is not None
     men = 7  # catalog_categories has 6 rows; "Men" opens configurable_categories
     categories, products, variants = descendants(luma_store, men)
-    luma_store.set_hidden("catalogue", men, True, at=first.cursor + 1)
-    from bulkflow.emulator._churn import _touch_descendants
-    from bulkflow.emulator._scope import Layout
-
-    trees = {t: luma_store.tree(t) for t in ("catalogue", "products", "product_formats")}
-    _touch_descendants(luma_store, Layout.of(luma_store), trees, "catalogue", {men}, first.cursor + 1)
+    set_hidden(luma_store, "catalogue", men, True, at=first.cursor + 1)
 
     second = await sync(luma_url, db)
 
@@ -193,33 +188,38 @@ async def test_two_connectors_keep_an_item_until_neither_delivers_it(
 async def test_parents_category_tree_and_same_parent_variants_add_rows(
     luma_store: CatalogStore, luma_url: str, tmp_path: Path
 ) -> None:
-    """The two flags repeat a changed variant's siblings and its categories' tree."""
-    db = tmp_path / "r.sqlite"
-    first = await sync(luma_url, db)
+    """The flags repeat a changed variant's siblings and its categories' ancestry."""
+    plain_db, flagged_db = tmp_path / "plain.sqlite", tmp_path / "flagged.sqlite"
+    await sync(luma_url, plain_db)
+    first = await sync(luma_url, flagged_db)
     assert first.cursor is not None
-    variant, values = next(luma_store.iter_items("product_formats"))
-    parent = values[0]
-    luma_store.upsert("product_formats", variant, values, at=first.cursor + 1)
-    product_tree = luma_store.tree("products")
-    siblings = {
-        id_
-        for id_, (parents, _, _) in luma_store.tree("product_formats").items()
-        if parents == [parent]
-    }
-    category_tree = luma_store.tree("catalogue")
-    expected_categories: set[int] = set()
-    # Only the variant changed, so no category changed through a product.
-    assert product_tree[parent]
+    product, product_values = next(luma_store.iter_items("products", after_id=9))
+    variant, variant_values = next(luma_store.iter_items("product_formats"))
+    luma_store.upsert("products", product, product_values, at=first.cursor + 1)
+    luma_store.upsert("product_formats", variant, variant_values, at=first.cursor + 1)
+    # The second method: walk the trees by hand.
+    formats = luma_store.tree("product_formats")
+    siblings = {i for i, (parents, _, _) in formats.items() if parents == [variant_values[0]]}
+    categories = luma_store.tree("catalogue")
+    tree_rows: set[int] = set()
+    for category in product_values[0]:
+        while category:
+            tree_rows.add(category)
+            parents = categories[category][0]
+            category = parents[0] if parents else 0
 
-    plain = await sync(luma_url, tmp_path / "plain.sqlite")
+    plain = await sync(luma_url, plain_db)
     flagged = await sync(
-        luma_url, db, parents_category_tree="1", same_parent_variants="1"
+        luma_url, flagged_db, parents_category_tree="1", same_parent_variants="1"
     )
 
-    assert plain.action == "refresh"
-    assert flagged.upserts.get("product_formats") == len(siblings)
-    assert flagged.upserts.get("catalogue", 0) == len(expected_categories)
-    assert category_tree
+    assert plain.upserts == {"products": 1, "product_formats": 1}
+    assert len(siblings) > 1 and len(tree_rows) > len(product_values[0])
+    assert flagged.upserts == {
+        "catalogue": len(tree_rows),
+        "products": 1,
+        "product_formats": len(siblings),
+    }
 
 
 async def test_a_refused_token_restarts_the_run_and_ends_exact(

@@ -72,6 +72,17 @@ def churn(
     return ChurnResult(result.updated, deleted, hidden, shown, result.added)
 
 
+def set_hidden(
+    store: CatalogStore, table: str, id_: int, hidden: bool, *, at: int
+) -> None:
+    """Hide one item (or show it again) and touch everything below it."""
+    layout = Layout.of(store)
+    trees = {name: store.tree(name) for name in layout.tables}
+    with store.transaction():
+        store.set_hidden(table, id_, hidden, at=at)
+        _touch_descendants(store, layout, trees, table, {id_}, at)
+
+
 def reconfigure(store: CatalogStore, code: str) -> None:
     """Change a connector's configuration (its next update becomes a refresh).
 

@@ -175,8 +175,11 @@ def add_extras(
         scope.extra[categories] = _with_ancestors(touched, trees[categories])
     if sibling_variants:
         for table, target in layout.joins.items():
-            if target in (table, None) or target not in layout.joins:
-                continue  # only a table below a joined table has "variants"
+            if target == table or layout.joins.get(target) in (None, target):
+                # Variants hang below a table that itself hangs below
+                # another (products below categories); products are not
+                # "variants" of a category.
+                continue
             parents = {
                 parent
                 for id_ in changed.get(table, set())
