@@ -78,6 +78,10 @@ class Emulator:
         self.config = config
         self._uniques: dict[tuple[str, str], float] = {}
         self._contexts: dict[tuple[Any, ...], _RunContext] = {}
+        #: The import side (``bulkflow.emulator._imports``), when present: an
+        #: object with ``async handle(request, connector, params, now)`` and
+        #: ``routes(app)`` for its tracking URLs.
+        self.imports: Any = _import_desk(self)
         key = store.get_meta("token_key")
         if key is None:
             key = secrets.token_hex(32)
@@ -89,6 +93,8 @@ class Emulator:
         app = web.Application(client_max_size=1024**3)
         app.router.add_route("GET", "/", self.handle)
         app.router.add_route("POST", "/", self.handle)
+        if self.imports is not None:
+            self.imports.routes(app)
         return app
 
     # -- request handling -------------------------------------------------
@@ -106,11 +112,15 @@ class Emulator:
         connector = self.store.connector(str(params.get("code", "")))
         if connector is None:
             return self._error(2, now)
-        if "page_token" in params:
+        if "page_token" in params and connector.kind == "export":
             return self._next_page(request, connector, str(params["page_token"]), now)
         refused = self._check_signature(connector, params, now)
         if refused:
             return self._error(refused, now)
+        if connector.kind == "import":
+            if self.imports is None:
+                return self._error(1, now, "this emulator takes no imports")
+            return await self.imports.handle(request, connector, params, now)
         return self._first_page(request, connector, params, version, now)
 
     def _check_signature(
@@ -414,6 +424,15 @@ def _render(
     if not next_first:
         body += b"," + orjson.dumps(tail)[1:-1]
     return body + b"}"
+
+
+def _import_desk(emulator: Emulator) -> Any:
+    """The emulator's import side, if the module that provides it is there."""
+    try:
+        from bulkflow.emulator._imports import ImportDesk
+    except ImportError:
+        return None
+    return ImportDesk(emulator)
 
 
 def _flag(params: Mapping[str, Any], name: str) -> bool:
