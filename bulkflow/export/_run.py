@@ -29,6 +29,7 @@ from bulkflow._exceptions import (
 )
 from bulkflow._http import HttpClient, RetryPolicy, check_origin, encode_body, safe_url
 from bulkflow.export._parser import HeaderValue, PageParser, RowChunk
+from bulkflow.pipeline import gc_tuned
 from bulkflow.protocol import (
     API_VERSION,
     INFORMATIVE_CODES,
@@ -179,6 +180,7 @@ class ExportRun:
         max_buffered_chunks: int = 4,
         max_pages: int = 1_000_000,
         progress: Callable[[RunReport], None] | None = None,
+        tune_gc: bool = True,
     ) -> None:
         self.connector = connector
         self.sink = sink
@@ -186,6 +188,7 @@ class ExportRun:
         self.max_chunk_rows = max_chunk_rows
         self.max_buffered_chunks = max_buffered_chunks
         self.max_pages = max_pages
+        self.tune_gc = tune_gc
         self.report = RunReport(connector.code)
         self._http = http
         self._progress = progress
@@ -213,14 +216,15 @@ class ExportRun:
             DataError: a page or row the sink cannot take; nothing of that
                 page is written.
         """
-        if self._http is None:
+        with gc_tuned(self.tune_gc):
+            if self._http is not None:
+                return await self._run()
             async with HttpClient() as http:
                 self._http = http
                 try:
                     return await self._run()
                 finally:
                     self._http = None
-        return await self._run()
 
     async def _run(self) -> RunReport:
         checkpoint = await anyio.to_thread.run_sync(
