@@ -83,8 +83,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=__version__)
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
-        "-v", "--verbose", action="store_true", help="log each retry and page; "
-        "show the full cause of an error"
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="log each retry and page; show the full cause of an error",
     )
     common.add_argument(
         "-q", "--quiet", action="store_true", help="no progress, no summary line"
@@ -271,7 +273,9 @@ def _add_churn(commands: Any, common: argparse.ArgumentParser) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     churn.add_argument("--state", type=Path, required=True, metavar="DIR")
-    churn.add_argument("--seed", type=int, required=True, help="makes the round repeatable")
+    churn.add_argument(
+        "--seed", type=int, required=True, help="makes the round repeatable"
+    )
     for name, what in (
         ("update", "change a text value of"),
         ("delete", "delete"),
@@ -279,7 +283,10 @@ def _add_churn(commands: Any, common: argparse.ArgumentParser) -> None:
         ("add", "add a copy of"),
     ):
         churn.add_argument(
-            f"--{name}", type=_fraction, default=0.0, metavar="F",
+            f"--{name}",
+            type=_fraction,
+            default=0.0,
+            metavar="F",
             help=f"{what} this fraction of the items (0 to 1)",
         )
     churn.add_argument(
@@ -337,8 +344,11 @@ async def _serve_async(args: argparse.Namespace) -> int:
             source = catalog_source(args.catalog, seed=args.seed)
             started = time.monotonic()
             count = store.load(source)
-            _say(args, f"loaded {args.catalog}: {count:,} items in "
-                 f"{time.monotonic() - started:.1f} s")
+            _say(
+                args,
+                f"loaded {args.catalog}: {count:,} items in "
+                f"{time.monotonic() - started:.1f} s",
+            )
         store.put_connector(args.code, secret, kind="export", options={})
         config = EmulatorConfig(
             round_pages=not args.exact_pages,
@@ -401,10 +411,11 @@ def _describe_checkpoint(checkpoint: Any) -> str:
         )
     if checkpoint.last_run:
         run = checkpoint.last_run
+        finished = _when(run.get("finished_at"))
+        resumed = " (resumed)" if run.get("resumed") else ""
         lines.append(
-            f"  last run    {run.get('action')} finished {_when(run.get('finished_at'))}"
-            f", {run.get('pages')} pages"
-            + (" (resumed)" if run.get("resumed") else "")
+            f"  last run    {run.get('action')} finished {finished}, "
+            f"{run.get('pages')} pages{resumed}"
         )
     return "\n".join(lines)
 

@@ -7,7 +7,6 @@ a run carries its signature there and ``next_page`` URLs carry page tokens.
 
 from __future__ import annotations
 
-import asyncio
 import email.utils
 import random
 import time
@@ -170,7 +169,7 @@ class HttpClient:
             connect=self.timeouts.connect,
             sock_read=self.timeouts.read,
         )
-        connector = aiohttp.TCPConnector(ssl=None if self._verify_tls else False)
+        connector = aiohttp.TCPConnector(ssl=self._verify_tls)
         self._session = aiohttp.ClientSession(
             timeout=timeout, connector=connector, auto_decompress=True
         )
@@ -219,7 +218,7 @@ class HttpClient:
             raise ConnectionFailed(
                 f"{safe_url(url)}: {type(exc).__name__}: cannot reach the server"
             ) from exc
-        except asyncio.TimeoutError as exc:
+        except TimeoutError as exc:
             raise RequestTimeout(
                 f"{safe_url(url)}: no answer within {self.timeouts.read:g} s"
             ) from exc

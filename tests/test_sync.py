@@ -52,7 +52,9 @@ def ids(db: Path, table: str) -> set[int]:
         connection.close()
 
 
-def descendants(store: CatalogStore, category: int) -> tuple[set[int], set[int], set[int]]:
+def descendants(
+    store: CatalogStore, category: int
+) -> tuple[set[int], set[int], set[int]]:
     """Categories below ``category`` (itself included), then products, variants.
 
     Computed from the store's items with plain loops: a second method, beside
@@ -168,7 +170,9 @@ async def test_two_connectors_keep_an_item_until_neither_delivers_it(
     first = await sync(luma_url, db, code=CHANNEL)
     assert first.cursor is not None
     bag = next(
-        id_ for id_, (parents, _, _) in luma_store.tree("products").items() if 2 in parents
+        id_
+        for id_, (parents, _, _) in luma_store.tree("products").items()
+        if 2 in parents
     )
     # Out of the channel (categories now outside Gear) but still in the catalog.
     values = dict(luma_store.iter_items("products", after_id=bag - 1, limit=1))[bag]
@@ -199,7 +203,9 @@ async def test_parents_category_tree_and_same_parent_variants_add_rows(
     luma_store.upsert("product_formats", variant, variant_values, at=first.cursor + 1)
     # The second method: walk the trees by hand.
     formats = luma_store.tree("product_formats")
-    siblings = {i for i, (parents, _, _) in formats.items() if parents == [variant_values[0]]}
+    siblings = {
+        i for i, (parents, _, _) in formats.items() if parents == [variant_values[0]]
+    }
     categories = luma_store.tree("catalogue")
     tree_rows: set[int] = set()
     for category in product_values[0]:
@@ -262,9 +268,13 @@ async def test_an_expired_token_restarts_the_run(
                 raise SinkError("stop here (simulated crash)")
             return super().commit_page(*args, **kwargs)
 
-    async with open_emulator(luma_store, config=EmulatorConfig(round_pages=False)) as url:
+    async with open_emulator(
+        luma_store, config=EmulatorConfig(round_pages=False)
+    ) as url:
         stopping = StopAfterTwoPages(db)
-        connector = ExportConnector(url=url, code=DEMO_CODE, secret=DEMO_SECRET, page_size=100)
+        connector = ExportConnector(
+            url=url, code=DEMO_CODE, secret=DEMO_SECRET, page_size=100
+        )
         with pytest.raises(SinkError, match="simulated crash"):
             await export(connector, stopping)
         stopping.close()
@@ -288,7 +298,9 @@ async def test_an_expired_token_restarts_the_run(
 
 def test_churn_changes_the_fractions_asked_for(luma_store: CatalogStore) -> None:
     """Fractions are of the live items; a seed makes a round repeatable."""
-    live = sum(len(luma_store.tree(t)) for t in ("catalogue", "products", "product_formats"))
+    live = sum(
+        len(luma_store.tree(t)) for t in ("catalogue", "products", "product_formats")
+    )
 
     result = churn(luma_store, seed=7, update=0.1, add=0.05, hide=0.01, delete=0.02)
 

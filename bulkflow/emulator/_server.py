@@ -22,9 +22,10 @@ from aiohttp import web
 
 from bulkflow._exceptions import DataError
 from bulkflow.emulator import _scope, _tokens
-from bulkflow.emulator._store import CatalogStore, Connector
+from bulkflow.emulator._store import CatalogStore, Connector, StoredRow
 from bulkflow.protocol import (
     API_VERSION,
+    Algorithm,
     KEY_PARAM,
     decode_form,
     decode_pairs,
@@ -120,14 +121,17 @@ class Emulator:
         if connector.kind == "import":
             if self.imports is None:
                 return self._error(1, now, "this emulator takes no imports")
-            return await self.imports.handle(request, connector, params, now)
+            response: web.Response = await self.imports.handle(
+                request, connector, params, now
+            )
+            return response
         return self._first_page(request, connector, params, version, now)
 
     def _check_signature(
         self, connector: Connector, params: Mapping[str, Any], now: int
     ) -> int:
         """Return 0 when the request is signed, else the error code to answer."""
-        algorithm = "sha256" if KEY_PARAM["sha256"] in params else "sha1"
+        algorithm: Algorithm = "sha256" if KEY_PARAM["sha256"] in params else "sha1"
         key = str(params.get(KEY_PARAM[algorithm], ""))
         try:
             sent_time, unique = int(params["time"]), int(params["unique"])
@@ -186,7 +190,9 @@ class Emulator:
             issued_at=now,
             flags=flags,
         )
-        logger.debug("run.started code=%s since=%s rows=%d", connector.code, since, total)
+        logger.debug(
+            "run.started code=%s since=%s rows=%d", connector.code, since, total
+        )
         return self._page(request, connector, position, version)
 
     def _window(
@@ -324,7 +330,9 @@ class Emulator:
         scope, trees = _scope.compute_scope(self.store, layout, connector.options)
         changed: dict[str, set[int]] = {}
         if since is not None:
-            changed = {t: set(self.store.changed_since(t, since)) for t in layout.tables}
+            changed = {
+                t: set(self.store.changed_since(t, since)) for t in layout.tables
+            }
             _scope.add_extras(
                 scope,
                 layout,
@@ -399,7 +407,7 @@ def _deleted(id_: int) -> bytes:
     return b'["D",%d]' % id_
 
 
-def _wire(row: Any) -> bytes:
+def _wire(row: StoredRow) -> bytes:
     """Render a stored row as a wire row, pasting its stored JSON values in."""
     if row.deleted or row.row is None:
         return _deleted(row.id)

@@ -274,7 +274,7 @@ class CatalogStore:
     def iter_items(
         self, table: str, *, after_id: int = 0, limit: int = -1
     ) -> Iterator[tuple[int, list[Any]]]:
-        """Yield ``(id, values)`` of live items of ``table`` above ``after_id``, by id."""
+        """Yield ``(id, values)`` of live items of ``table`` after ``after_id``."""
         cursor = self._db.execute(
             "SELECT id, row FROM items WHERE tbl=? AND deleted=0 AND id>? "
             "ORDER BY id LIMIT ?",

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import random
+from functools import partial
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -484,23 +485,26 @@ class ExportRun:
             async with receive:
                 async for message in receive:
                     if isinstance(message, RowChunk):
-                        rows, first = message.rows, message.first_index
-                        await run_sync(
-                            lambda: sink.write(message.table, rows, first_index=first)
+                        write = partial(
+                            sink.write,
+                            message.table,
+                            message.rows,
+                            first_index=message.first_index,
                         )
-                        self.report.rows += len(rows)
+                        await run_sync(write)
+                        self.report.rows += len(message.rows)
                         self._notify()
                     elif isinstance(message, _Begin):
                         await run_sync(
                             sink.begin_page, code, message.run_id, message.schemas
                         )
                     else:
-                        end = message
-                        page.stats = await run_sync(
-                            lambda: sink.commit_page(
-                                end.checkpoint, finish_refresh=end.finish_refresh
-                            )
+                        commit = partial(
+                            sink.commit_page,
+                            message.checkpoint,
+                            finish_refresh=message.finish_refresh,
                         )
+                        page.stats = await run_sync(commit)
                         self.report.add(page.stats)
         except BaseException:
             with anyio.CancelScope(shield=True):

@@ -1,4 +1,4 @@
-"""The API's error codes (``saleslayer-1.18.md`` §5) and what a client does with each."""
+"""The API's error codes (``saleslayer-1.18.md`` §5) and what a client does."""
 
 from __future__ import annotations
 

@@ -64,7 +64,8 @@ def media_values(value: Any, labels: tuple[str, ...]) -> dict[str, dict[str, str
     for entry in value:
         if not isinstance(entry, list) or len(entry) < 2:
             raise ValueError(f"media tuple {shorten(entry)} has no file id")
-        urls = {label: url for label, url in zip(labels, entry[2:]) if url}
+        pairs = zip(labels, entry[2:], strict=False)
+        urls = {label: url for label, url in pairs if url}
         files[str(entry[1])] = urls
     return files
 

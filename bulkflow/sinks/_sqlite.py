@@ -5,9 +5,10 @@ then one column per ``data_schema`` column, typed from ``data_schema_info``
 (lists, media and embedded tables as JSON text). bulkflow's own bookkeeping
 lives in names that start with ``_bulkflow``: the checkpoints table, and one
 ``_bulkflow_seen_<connector>`` column per connector on each data table, which
-holds the id of the run in which that connector last delivered the row. A row leaves the replica when no connector delivers it any
-more: a ``D`` row clears its connector's mark, a finished refresh clears the
-marks of rows it did not see, and rows left without any mark are deleted.
+holds the id of the run in which that connector last delivered the row. A row
+leaves the replica when no connector delivers it any more: a ``D`` row clears
+its connector's mark, a finished refresh clears the marks of rows it did not
+see, and rows left without any mark are deleted.
 
 Every page and its checkpoint are committed in one transaction; in WAL mode
 with ``synchronous=NORMAL`` a killed process loses at most the page it was
@@ -160,7 +161,9 @@ class SQLiteSink:
                 checkpoint.next_url,
                 checkpoint.pages_done,
                 checkpoint.error,
-                None if checkpoint.last_run is None else orjson.dumps(checkpoint.last_run),
+                None
+                if checkpoint.last_run is None
+                else orjson.dumps(checkpoint.last_run),
                 time.time(),
             ),
         )
@@ -350,16 +353,25 @@ class SQLiteSink:
         for table in self._tables:
             name = quote(table)
             self._db.execute(
-                f"UPDATE {name} SET {seen}=NULL WHERE {seen} IS NOT NULL "
-                f"AND {seen}<>?",
+                f"UPDATE {name} SET {seen}=NULL WHERE {seen} IS NOT NULL AND {seen}<>?",
                 (self._run_id,),
             )
             self._db.execute(f"DELETE FROM {name} WHERE {self._unmarked(table)}")
 
 
 def _checkpoint(row: tuple[Any, ...]) -> Checkpoint:
-    last_run = orjson.loads(row[8]) if row[8] else None
-    return Checkpoint(*row[:8], last_run=last_run)
+    connector, cursor, run_time, run_id, action, next_url, pages, error, last = row
+    return Checkpoint(
+        connector,
+        cursor=cursor,
+        run_time=run_time,
+        run_id=run_id,
+        action=action,
+        next_url=next_url,
+        pages_done=pages,
+        error=error,
+        last_run=orjson.loads(last) if last else None,
+    )
 
 
 def _refuse_reserved(schema: TableSchema) -> None:

@@ -126,8 +126,8 @@ def run_differential(workdir: Path, plan: DifferentialPlan) -> DifferentialResul
     replica = workdir / "replica.sqlite"
     try:
         with _emulator(store_dir, plan) as url:
-            for round_ in range(plan.rounds):
-                churn(store, seed=rng.randrange(2**31), **_fractions(plan))
+            for _ in range(plan.rounds):
+                _churn(store, rng, plan)
                 for code in codes:
                     _one_run(url, code, replica, workdir, plan, rng, store, result)
                 result.rounds += 1
@@ -142,13 +142,15 @@ def run_differential(workdir: Path, plan: DifferentialPlan) -> DifferentialResul
     return result
 
 
-def _fractions(plan: DifferentialPlan) -> dict[str, float]:
-    return {
-        "update": plan.update,
-        "delete": plan.delete,
-        "hide": plan.hide,
-        "add": plan.add,
-    }
+def _churn(store: CatalogStore, rng: random.Random, plan: DifferentialPlan) -> None:
+    churn(
+        store,
+        seed=rng.randrange(2**31),
+        update=plan.update,
+        delete=plan.delete,
+        hide=plan.hide,
+        add=plan.add,
+    )
 
 
 def _channel_roots(store: CatalogStore, rng: random.Random) -> list[int]:
@@ -174,7 +176,7 @@ def _one_run(
     result.runs += 1
     if rng.random() < plan.churn_during_run_probability:
         time.sleep(rng.uniform(0.0, plan.max_kill_delay / 2))
-        churn(store, seed=rng.randrange(2**31), **_fractions(plan))
+        _churn(store, rng, plan)
         result.churned_during_runs += 1
     if rng.random() < plan.kill_probability:
         # Half the kills land at a random moment (often before any commit),
