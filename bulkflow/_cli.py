@@ -167,6 +167,15 @@ def _add_serve(commands: Any, common: argparse.ArgumentParser) -> None:
     serve.add_argument(
         "--bom", action="store_true", help="start every body with a UTF-8 BOM"
     )
+    serve.add_argument(
+        "--fault",
+        action="append",
+        default=[],
+        metavar="SPEC",
+        help="switch a fault on, e.g. reset:page=2, http_429:request=1:"
+        "retry_after=5, api_error:page=3:code=14:times=2, truncate:page=2, "
+        "slow:page=1:delay=2, http_503:page=4 (repeatable)",
+    )
     serve.set_defaults(handler=_serve)
 
 
@@ -335,6 +344,7 @@ async def _serve_async(args: argparse.Namespace) -> int:
         catalog_source,
         open_emulator,
     )
+    from bulkflow.emulator._faults import parse_fault
 
     secret = _secret(args.secret_env, flag="--secret-env") if args.secret_env else None
     secret = secret or args.secret or DEMO_SECRET
@@ -355,6 +365,7 @@ async def _serve_async(args: argparse.Namespace) -> int:
             page_size=args.page_size,
             token_ttl=args.token_ttl,
             bom=args.bom,
+            faults=tuple(parse_fault(spec) for spec in args.fault),
         )
         async with open_emulator(
             store, config=config, host=args.host, port=args.port

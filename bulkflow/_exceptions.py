@@ -17,7 +17,8 @@
     │   ├── AuthenticationError codes 2, 3, 4, 9
     │   └── ClockError          codes 12 and 13: re-signing did not help
     ├── DataError               the feed itself is wrong; retrying will not help
-    │   ├── PageParseError      not JSON, truncated, wrong shape
+    │   ├── PageParseError      not JSON, wrong shape
+    │   │   └── IncompletePage  (transient) the body stopped before the page did
     │   └── RowDecodeError      a row that does not fit its table's schema
     ├── SinkError               the destination refused a write
     └── StateError              a checkpoint or cursor that cannot be used
@@ -146,6 +147,10 @@ class DataError(BulkflowError):
 
 class PageParseError(DataError):
     """A page that is not valid JSON or not shaped like a 1.18 response."""
+
+
+class IncompletePage(PageParseError, TransientError):
+    """The body ended before the page did: a cut connection or a proxy; retry."""
 
 
 class RowDecodeError(DataError):

@@ -22,6 +22,7 @@ from aiohttp import web
 
 from bulkflow._exceptions import DataError
 from bulkflow.emulator import _scope, _tokens
+from bulkflow.emulator._faults import Fault, FaultPlan, apply
 from bulkflow.emulator._store import CatalogStore, Connector, StoredRow
 from bulkflow.protocol import (
     API_VERSION,
@@ -59,6 +60,7 @@ class EmulatorConfig:
             (or a client) whose clock is off.
         next_page_origin: a fault: write ``next_page`` URLs on this origin
             (``scheme://host:port``) instead of the request's.
+        faults: misbehaviours to switch on (``bulkflow.emulator._faults``).
     """
 
     round_pages: bool = True
@@ -69,6 +71,7 @@ class EmulatorConfig:
     page_size: int | None = None
     clock_offset: int = 0
     next_page_origin: str | None = None
+    faults: tuple[Fault, ...] = ()
 
 
 class Emulator:
@@ -79,6 +82,7 @@ class Emulator:
         self.config = config
         self._uniques: dict[tuple[str, str], float] = {}
         self._contexts: dict[tuple[Any, ...], _RunContext] = {}
+        self.faults = FaultPlan(config.faults)
         #: The import side (``bulkflow.emulator._imports``), when present: an
         #: object with ``async handle(request, connector, params, now)`` and
         #: ``routes(app)`` for its tracking URLs.
@@ -100,7 +104,7 @@ class Emulator:
 
     # -- request handling -------------------------------------------------
 
-    async def handle(self, request: web.Request) -> web.Response:
+    async def handle(self, request: web.Request) -> web.StreamResponse:
         """Answer one API call."""
         now = int(time.time()) + self.config.clock_offset
         try:
@@ -114,7 +118,8 @@ class Emulator:
         if connector is None:
             return self._error(2, now)
         if "page_token" in params and connector.kind == "export":
-            return self._next_page(request, connector, str(params["page_token"]), now)
+            token = str(params["page_token"])
+            return await self._next_page(request, connector, token, now)
         refused = self._check_signature(connector, params, now)
         if refused:
             return self._error(refused, now)
@@ -125,7 +130,7 @@ class Emulator:
                 request, connector, params, now
             )
             return response
-        return self._first_page(request, connector, params, version, now)
+        return await self._first_page(request, connector, params, version, now)
 
     def _check_signature(
         self, connector: Connector, params: Mapping[str, Any], now: int
@@ -156,14 +161,14 @@ class Emulator:
         self._uniques[(code, unique)] = now
         return seen is not None and seen >= horizon
 
-    def _first_page(
+    async def _first_page(
         self,
         request: web.Request,
         connector: Connector,
         params: Mapping[str, Any],
         version: str,
         now: int,
-    ) -> web.Response:
+    ) -> web.StreamResponse:
         since, error = self._window(connector, params, now)
         page_size = UNPAGED
         if version == "1.18":
@@ -193,7 +198,7 @@ class Emulator:
         logger.debug(
             "run.started code=%s since=%s rows=%d", connector.code, since, total
         )
-        return self._page(request, connector, position, version)
+        return await self._page(request, connector, position, version)
 
     def _window(
         self, connector: Connector, params: Mapping[str, Any], now: int
@@ -218,9 +223,9 @@ class Emulator:
             return None, 0
         return last_update, 0
 
-    def _next_page(
+    async def _next_page(
         self, request: web.Request, connector: Connector, token: str, now: int
-    ) -> web.Response:
+    ) -> web.StreamResponse:
         try:
             position = _tokens.decode(token, self._token_key)
         except _tokens.BadToken as exc:
@@ -229,17 +234,17 @@ class Emulator:
             return self._error(1, now, "page_token belongs to another connector")
         if now - position.issued_at > self.config.token_ttl:
             return self._error(13, now, "next_page token expired")
-        return self._page(request, connector, position, API_VERSION)
+        return await self._page(request, connector, position, API_VERSION)
 
     # -- rendering --------------------------------------------------------
 
-    def _page(
+    async def _page(
         self,
         request: web.Request,
         connector: Connector,
         position: _tokens.RunPosition,
         version: str,
-    ) -> web.Response:
+    ) -> web.StreamResponse:
         tables: list[str] = self.store.get_meta("tables") or []
         context = self._context(connector, position.since, position.flags)
         data, after = self._collect(tables, position, context)
@@ -261,6 +266,11 @@ class Emulator:
         body = _render(header, tail, data, next_first=self.config.next_page_first)
         if self.config.bom:
             body = b"\xef\xbb\xbf" + body
+        fault = self.faults.next(position.page)
+        if fault is not None:
+            error = self._error(fault.code, position.time).body
+            assert isinstance(error, bytes)
+            return await apply(fault, request, body, error)
         return web.Response(body=body, content_type="application/json")
 
     def _header(

@@ -20,7 +20,7 @@ from typing import Any
 import ijson
 from ijson.utils import sendable_list
 
-from bulkflow._exceptions import PageParseError, shorten
+from bulkflow._exceptions import IncompletePage, PageParseError, shorten
 
 BOM = b"\xef\xbb\xbf"
 
@@ -113,11 +113,17 @@ class PageParser:
                 self._started = True
                 self._coro.send(self._head)
             self._coro.close()
+        except ijson.IncompleteJSONError as exc:
+            raise self._error(
+                f"the body ended inside the JSON: {exc}", incomplete=True
+            ) from exc
         except ijson.JSONError as exc:
-            raise self._error(f"the body ended inside the JSON: {exc}") from exc
+            raise self._error(f"invalid JSON: {exc}") from exc
         self._consume()
         if not self._done:
-            raise self._error("the body ended before the page was complete")
+            raise self._error(
+                "the body ended before the page was complete", incomplete=True
+            )
         return self._take()
 
     def _strip_bom(self, data: bytes) -> bytes:
@@ -133,13 +139,14 @@ class PageParser:
         out, self._out = self._out, []
         return out
 
-    def _error(self, message: str, value: Any = None) -> PageParseError:
+    def _error(
+        self, message: str, value: Any = None, *, incomplete: bool = False
+    ) -> PageParseError:
         text = f"{self.where}, byte {self.bytes_fed}: {message}"
         if value is not None:
             text += f": {shorten(value)}"
-        return PageParseError(
-            text, where=self.where, offset=self.bytes_fed, value=value
-        )
+        kind = IncompletePage if incomplete else PageParseError
+        return kind(text, where=self.where, offset=self.bytes_fed, value=value)
 
     # -- assembling values --------------------------------------------------
 

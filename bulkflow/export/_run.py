@@ -28,7 +28,14 @@ from bulkflow._exceptions import (
     StateError,
     TransientError,
 )
-from bulkflow._http import HttpClient, RetryPolicy, check_origin, encode_body, safe_url
+from bulkflow._http import (
+    HttpClient,
+    RetryPolicy,
+    Timeouts,
+    check_origin,
+    encode_body,
+    safe_url,
+)
 from bulkflow.export._parser import HeaderValue, PageParser, RowChunk
 from bulkflow.pipeline import gc_tuned
 from bulkflow.protocol import (
@@ -182,6 +189,7 @@ class ExportRun:
         max_pages: int = 1_000_000,
         progress: Callable[[RunReport], None] | None = None,
         tune_gc: bool = True,
+        timeouts: Timeouts | None = None,
     ) -> None:
         self.connector = connector
         self.sink = sink
@@ -190,6 +198,7 @@ class ExportRun:
         self.max_buffered_chunks = max_buffered_chunks
         self.max_pages = max_pages
         self.tune_gc = tune_gc
+        self.timeouts = timeouts
         self.report = RunReport(connector.code)
         self._http = http
         self._progress = progress
@@ -220,7 +229,7 @@ class ExportRun:
         with gc_tuned(self.tune_gc):
             if self._http is not None:
                 return await self._run()
-            async with HttpClient() as http:
+            async with HttpClient(timeouts=self.timeouts) as http:
                 self._http = http
                 try:
                     return await self._run()
@@ -547,6 +556,7 @@ async def export(
     max_chunk_rows: int = 1000,
     max_buffered_chunks: int = 4,
     progress: Callable[[RunReport], None] | None = None,
+    timeouts: Timeouts | None = None,
 ) -> RunReport:
     """Export ``connector`` into ``sink``: resume, or run incrementally from the cursor.
 
@@ -564,5 +574,6 @@ async def export(
         max_chunk_rows=max_chunk_rows,
         max_buffered_chunks=max_buffered_chunks,
         progress=progress,
+        timeouts=timeouts,
     )
     return await run.run()
