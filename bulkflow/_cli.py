@@ -268,11 +268,11 @@ def _add_churn(commands: Any, common: argparse.ArgumentParser) -> None:
         description=(
             "Apply one round of seeded random changes to the catalog kept in "
             "--state DIR, also while `bulkflow serve --state DIR` runs: the "
-            "next update run carries them. Fractions are of the live items. "
-            "--hide flips visibility (picked hidden items come back) and "
-            "cascades to sub-categories, their products and variants; "
-            "--delete removes products and variants (a product's variants "
-            "leave with it)."
+            "next update run carries them. Fractions are of the live items; "
+            "--add copies and --delete removes products and variants only (a "
+            "deleted product's variants leave the scope with it). --hide flips "
+            "visibility (picked hidden items come back) and cascades to "
+            "sub-categories, their products and variants."
         ),
         epilog=(
             "example:\n"

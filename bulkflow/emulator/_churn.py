@@ -48,8 +48,9 @@ def churn(
     """Apply one round of changes, each a fraction of the live items, atomically.
 
     ``hide`` flips visibility: a hidden item picked again is shown again (and
-    comes back as an ``M`` row). ``delete`` removes products and variants;
-    categories leave scope by being hidden.
+    comes back as an ``M`` row). ``add`` and ``delete`` work on products and
+    variants (their fraction is of those); categories leave scope by being
+    hidden.
     """
     rng = random.Random(seed)
     at = int(time.time()) if now is None else now
@@ -62,12 +63,15 @@ def churn(
             for id_, (_, _, gone) in sorted(trees[table].items())
             if not gone
         ]
+        # Items are added and deleted among products and variants only, so
+        # the category tree keeps its size over hundreds of rounds (a copy
+        # of a random item would make categories grow without end).
+        leaves = [(t, i) for t, i in live if layout.joins.get(t) != t]
         result = ChurnResult(
             updated=_update(store, rng, _pick(rng, live, update), at),
-            added=_add(store, rng, _pick(rng, live, add), at),
+            added=_add(store, rng, _pick(rng, leaves, add), at),
         )
         hidden, shown = _hide(store, layout, trees, _pick(rng, live, hide), at)
-        leaves = [(t, i) for t, i in live if layout.joins.get(t) != t]
         deleted = _delete(store, layout, trees, _pick(rng, leaves, delete), at)
     return ChurnResult(result.updated, deleted, hidden, shown, result.added)
 
