@@ -55,3 +55,17 @@ def test_an_error_in_the_block_still_restores(threshold: tuple[int, int, int]) -
     with pytest.raises(RuntimeError), gc_tuned():
         raise RuntimeError("boom")
     assert gc.get_threshold() == threshold
+
+
+def test_a_slow_ijson_backend_is_announced(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without the C backend, creating a run warns loudly, naming the fix."""
+    import ijson
+
+    from bulkflow import ExportConnector, ExportRun, SQLiteSink
+
+    monkeypatch.setattr(ijson, "backend", "python")
+    sink = SQLiteSink(":memory:")
+    connector = ExportConnector(url="http://127.0.0.1:9/", code="C", secret="s")
+    with pytest.warns(RuntimeWarning, match="'python' backend.*15-20 times slower"):
+        ExportRun(connector, sink)
+    sink.close()

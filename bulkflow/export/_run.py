@@ -36,6 +36,7 @@ from bulkflow._http import (
     encode_body,
     safe_url,
 )
+from bulkflow._ijson import warn_if_slow
 from bulkflow.export._parser import HeaderValue, PageParser, RowChunk
 from bulkflow.pipeline import gc_tuned
 from bulkflow.protocol import (
@@ -191,6 +192,7 @@ class ExportRun:
         tune_gc: bool = True,
         timeouts: Timeouts | None = None,
     ) -> None:
+        warn_if_slow()
         self.connector = connector
         self.sink = sink
         self.retry = retry or RetryPolicy()
