@@ -154,16 +154,20 @@ class SinkFeeder:
         self.code = code
         self.chunk_rows = chunk_rows
         self.pages = 0
+        self.rows = 0
+        # A run's id marks the rows it delivers, as ExportRun's does.
+        self.run_id = time.time_ns()
 
     def write_page(self, page: dict[str, Any], next_url: str | None) -> None:
         """Begin, write in chunks, and commit one page with its checkpoint."""
         run_time = int(page["time"])
         tables = schemas(page["data_schema"], page.get("data_schema_info"))
-        self.sink.begin_page(self.code, run_time, tables)
+        self.sink.begin_page(self.code, self.run_id, tables)
         step = self.chunk_rows
         for table, rows in (page.get("data") or {}).items():
             for first in range(0, len(rows), step):
                 self.sink.write(table, rows[first : first + step], first_index=first)
+            self.rows += len(rows)
 
         self.pages += 1
         action = str(page.get("action") or "update")
@@ -177,10 +181,12 @@ class SinkFeeder:
     ) -> Checkpoint:
         """The checkpoint an export stores with this page."""
         if next_url is None:
-            return Checkpoint(self.code, cursor=run_time)
+            summary = {"action": action, "pages": self.pages, "rows": self.rows}
+            return Checkpoint(self.code, cursor=run_time, last_run=summary)
         return Checkpoint(
             self.code,
             run_time=run_time,
+            run_id=self.run_id,
             action=action,
             next_url=next_url,
             pages_done=self.pages,

@@ -32,7 +32,7 @@ Against it, each in a process of its own and one kind at a time, run:
              peak RSS of its process (ru_maxrss from wait4, i.e. VmHWM)
   naive      a whole-page client (fetch, orjson.loads, executemany, commit,
              next page): rows/s and peak RSS the same way
-  dlt        dlt's REST source, when dlt is installed
+  dlt        dlt's REST source: not run yet; the report says why
 
 Rates count rows (or bytes) over the seconds of the work itself, without
 interpreter start-up. The machine is shared and noisy: use --repeat to keep
@@ -99,17 +99,21 @@ def _add_scenario_options(parser: argparse.ArgumentParser) -> None:
     scenario = parser.add_argument_group("what to measure")
     scenario.add_argument(
         "--rows",
+        metavar="N",
         type=_count(1, 100_000_000),
         default=200_000,
         help="items in the synthetic catalog, i.e. rows per run (default 200,000)",
     )
+
     scenario.add_argument(
         "--page-size",
+        metavar="N",
         type=_count(500, 10_000_000),
         default=50_000,
         help="rows per page (default 50,000); with --page-sizes, the page size "
         "of the headline figures when it is one of them (else the largest)",
     )
+
     scenario.add_argument(
         "--page-sizes",
         type=_page_sizes,
@@ -117,21 +121,25 @@ def _add_scenario_options(parser: argparse.ArgumentParser) -> None:
         help="measure each of these page sizes, e.g. 1000,10000,50000,200000; "
         "the plot draws figures against them",
     )
+
     scenario.add_argument(
         "--sink",
         choices=["sqlite"],
         default="sqlite",
         help="where the rows go; SQLite is the only sink today",
     )
+
     scenario.add_argument(
         "--connectors",
+        metavar="K",
         type=_count(1, 16),
         default=1,
         help="exports of the same feed run side by side, each in its own process "
         "and SQLite file; rows/s adds their rows (default 1)",
     )
+
     scenario.add_argument(
-        "--seed", type=int, default=0, help="seed of the synthetic catalog"
+        "--seed", type=int, default=0, metavar="N", help="seed of the synthetic catalog"
     )
 
 
@@ -139,11 +147,13 @@ def _add_control_options(parser: argparse.ArgumentParser) -> None:
     control = parser.add_argument_group("how to run it")
     control.add_argument(
         "--repeat",
+        metavar="N",
         type=_count(1, 20),
         default=1,
         help="run each measurement this many times and keep the fastest "
         "(peak RSS: the largest); default 1",
     )
+
     control.add_argument(
         "--timeout",
         type=float,
@@ -151,6 +161,7 @@ def _add_control_options(parser: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         help="the most any one process may take before it is killed (default 1800)",
     )
+
     control.add_argument(
         "--smoke",
         action="store_true",
@@ -168,12 +179,14 @@ def _add_output_options(parser: argparse.ArgumentParser) -> None:
         help="write every figure as JSON (bulkflow, baselines, ceilings, ratios, "
         "targets, machine, and each page size of a sweep)",
     )
+
     output.add_argument(
         "--plot",
         type=Path,
         metavar="FILE.png",
         help="draw throughput and peak RSS against page size (needs matplotlib)",
     )
+
     output.add_argument(
         "--work-dir",
         type=Path,

@@ -1,4 +1,4 @@
-"""The results of a benchmark: the JSON report, the terminal table and the plot."""
+"""The results of a benchmark: combined, checked, laid out as JSON, table and plot."""
 
 from __future__ import annotations
 
@@ -163,6 +163,55 @@ def _memory_mib() -> int | None:
     return None
 
 
+def count_rows(db: Path) -> int:
+    """Rows of every table in ``db`` but bulkflow's and SQLite's own."""
+    connection = sqlite3.connect(db)
+    try:
+        found = connection.execute("SELECT name FROM sqlite_master WHERE type='table'")
+        names = [str(row[0]) for row in found]
+        total = 0
+        for name in names:
+            if not name.startswith(("_bulkflow", "sqlite_")):
+                quoted = '"' + name.replace('"', '""') + '"'
+                total += connection.execute(
+                    f"SELECT count(*) FROM {quoted}"
+                ).fetchone()[0]
+        return int(total)
+    finally:
+        connection.close()
+
+
+def combine(results: list[dict[str, Any]], *, expected: int) -> dict[str, Any]:
+    """One figure for side-by-side clients: rows over the slowest one's seconds.
+
+    Peak RSS is the largest of one process; ``peak_rss_sum_mib`` adds the
+    processes' peaks, an upper bound of what they held at once.
+    """
+    if len(results) == 1:
+        return {**results[0], "rows_expected": expected}
+    peaks = [float(result["peak_rss_mib"]) for result in results]
+    combined: dict[str, Any] = {
+        "peak_rss_mib": max(peaks),
+        "peak_rss_sum_mib": round(sum(peaks), 1),
+        "rows_in_db": sum(int(result["rows_in_db"]) for result in results),
+        "rows_expected": expected * len(results),
+        "command": results[0]["command"],
+        "clients": results,
+    }
+
+    errors = [str(result["error"]) for result in results if "error" in result]
+    if errors:
+        combined["error"] = errors[0]
+        return combined
+    rows = sum(int(result["rows"]) for result in results)
+    seconds = max(float(result["seconds"]) for result in results)
+    combined.update(rows=rows, seconds=seconds)
+    if all("bytes" in result for result in results):
+        combined["bytes"] = sum(int(result["bytes"]) for result in results)
+    combined["rows_per_s"] = round(rows / seconds, 1) if seconds else 0.0
+    return combined
+
+
 def write_json(report: dict[str, Any], path: Path) -> None:
     """Write the report as indented JSON."""
     options = orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS
@@ -186,6 +235,7 @@ def results_table(report: dict[str, Any]) -> Table:
         f"{scenario['connectors']} connector(s)",
         caption=f"dlt baseline: {dlt.get('skipped') or dlt.get('error') or 'ran'}",
     )
+
     table.add_column("page", justify="right")
     table.add_column("measure", no_wrap=True)
     for name in ("rows/s", "MB/s", "RSS MiB", "÷ ceiling"):

@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import selectors
 import shlex
-import sqlite3
 import subprocess
 import sys
 import time
@@ -24,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from bulkflow._bench._report import combine, count_rows
 from bulkflow.emulator import DEMO_CODE, DEMO_SECRET
 
 if TYPE_CHECKING:
@@ -106,25 +106,32 @@ def run_children(
 ) -> list[ChildResult]:
     """Start ``commands`` together; reap each, killing any past ``timeout`` seconds."""
     started = time.perf_counter()
-    procs = []
-    for argv, log in zip(commands, logs, strict=True):
-        with log.open("wb") as sink:
-            procs.append(
-                subprocess.Popen(argv, env=child_env(), stdout=sink, stderr=sink)
-            )
-
-    # Poll rather than block: several children may run, and each has a deadline.
+    procs: list[subprocess.Popen[bytes]] = []
     results: dict[int, ChildResult] = {}
-    while len(results) < len(procs):
-        late = time.perf_counter() > started + timeout
+    try:
+        for argv, log in zip(commands, logs, strict=True):
+            with log.open("wb") as sink:
+                procs.append(
+                    subprocess.Popen(argv, env=child_env(), stdout=sink, stderr=sink)
+                )
+
+        # Poll rather than block: several children may run, each with a deadline.
+        while len(results) < len(procs):
+            late = time.perf_counter() > started + timeout
+            for index, proc in enumerate(procs):
+                reaped = None if index in results else _reap(proc, kill=late)
+                if reaped is not None:
+                    wall = time.perf_counter() - started
+                    status, rss = reaped
+                    argv, log = commands[index], logs[index]
+                    results[index] = ChildResult(argv, status, rss, wall, log, late)
+            time.sleep(POLL_SECONDS)
+    except BaseException:
+        # Interrupted or unable to start them all: no child may outlive the harness.
         for index, proc in enumerate(procs):
-            reaped = None if index in results else _reap(proc, kill=late)
-            if reaped is not None:
-                wall = time.perf_counter() - started
-                status, rss = reaped
-                argv, log = commands[index], logs[index]
-                results[index] = ChildResult(argv, status, rss, wall, log, late)
-        time.sleep(POLL_SECONDS)
+            if index not in results:
+                _reap(proc, kill=True)
+        raise
     return [results[index] for index in range(len(procs))]
 
 
@@ -235,15 +242,21 @@ class Bench:
         return entry
 
     def _best(self, measure: Callable[[int], dict[str, Any]]) -> dict[str, Any]:
-        """Run ``measure`` ``repeat`` times; keep the fastest, with the top RSS."""
+        """Run ``measure`` ``repeat`` times; keep the fastest of each rate.
+
+        A client's figures come from its fastest run; for the ceiling ladder
+        each rung keeps its own best. Peak RSS is the largest of all runs.
+        """
         runs = [measure(attempt) for attempt in range(self.plan.repeat)]
         good = [run for run in runs if "error" not in run]
         if not good:
             return runs[-1]
-        best = max(good, key=lambda run: float(run.get("rows_per_s") or 0.0))
-        peaks = [float(run["peak_rss_mib"]) for run in good if "peak_rss_mib" in run]
-        if peaks:
-            best["peak_rss_mib"] = max(peaks)
+        fastest: dict[str, Any] = max(good, key=_rows_per_s)
+        best = dict(fastest)
+        for key, value in best.items():
+            if key.endswith("_per_s") and isinstance(value, int | float):
+                best[key] = max(float(run[key]) for run in good)
+        best["peak_rss_mib"] = max(float(run["peak_rss_mib"]) for run in good)
         best["runs"] = len(runs)
         return best
 
@@ -332,53 +345,8 @@ class Bench:
         return rows
 
 
-def count_rows(db: Path) -> int:
-    """Rows of every table in ``db`` but bulkflow's and SQLite's own."""
-    connection = sqlite3.connect(db)
-    try:
-        found = connection.execute("SELECT name FROM sqlite_master WHERE type='table'")
-        names = [str(row[0]) for row in found]
-        total = 0
-        for name in names:
-            if not name.startswith(("_bulkflow", "sqlite_")):
-                quoted = '"' + name.replace('"', '""') + '"'
-                total += connection.execute(
-                    f"SELECT count(*) FROM {quoted}"
-                ).fetchone()[0]
-        return int(total)
-    finally:
-        connection.close()
-
-
-def combine(results: list[dict[str, Any]], *, expected: int) -> dict[str, Any]:
-    """One figure for side-by-side clients: rows over the slowest one's seconds.
-
-    Peak RSS is the largest of one process; ``peak_rss_sum_mib`` adds the
-    processes' peaks, an upper bound of what they held at once.
-    """
-    if len(results) == 1:
-        return {**results[0], "rows_expected": expected}
-    peaks = [float(result["peak_rss_mib"]) for result in results]
-    combined: dict[str, Any] = {
-        "peak_rss_mib": max(peaks),
-        "peak_rss_sum_mib": round(sum(peaks), 1),
-        "rows_in_db": sum(int(result["rows_in_db"]) for result in results),
-        "rows_expected": expected * len(results),
-        "command": results[0]["command"],
-        "clients": results,
-    }
-
-    errors = [str(result["error"]) for result in results if "error" in result]
-    if errors:
-        combined["error"] = errors[0]
-        return combined
-    rows = sum(int(result["rows"]) for result in results)
-    seconds = max(float(result["seconds"]) for result in results)
-    combined.update(rows=rows, seconds=seconds)
-    if all("bytes" in result for result in results):
-        combined["bytes"] = sum(int(result["bytes"]) for result in results)
-    combined["rows_per_s"] = round(rows / seconds, 1) if seconds else 0.0
-    return combined
+def _rows_per_s(run: dict[str, Any]) -> float:
+    return float(run.get("rows_per_s") or 0.0)
 
 
 def run_plan(plan: Plan, progress: Callable[[str], None]) -> dict[str, Any]:

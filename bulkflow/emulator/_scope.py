@@ -99,7 +99,9 @@ def compute_scope(
             }
         else:
             scope.visible[table] = {
-                id_ for id_, (_, hidden, gone) in tree.items() if not hidden and not gone
+                id_
+                for id_, (_, hidden, gone) in tree.items()
+                if not hidden and not gone
             }
     return scope, trees
 
