@@ -53,9 +53,11 @@ def churn(
     hidden.
     """
     rng = random.Random(seed)
-    at = int(time.time()) if now is None else now
     layout = Layout.of(store)
     with store.transaction():
+        # Stamped once the write lock is held, so waiting for it does not
+        # widen the gap between the stamp and the commit.
+        at = int(time.time()) if now is None else now
         trees = {table: store.tree(table) for table in layout.tables}
         live = [
             (table, id_)

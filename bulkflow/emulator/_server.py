@@ -61,6 +61,11 @@ class EmulatorConfig:
         next_page_origin: a fault: write ``next_page`` URLs on this origin
             (``scheme://host:port``) instead of the request's.
         faults: misbehaviours to switch on (``bulkflow.emulator._faults``).
+        lag: seconds by which a run's ``time`` trails the clock. A change is
+            stamped when its transaction starts and seen when it commits; a
+            run that starts in between misses it, so the cursor it hands out
+            must be older than any such change. Changes of the last ``lag``
+            seconds are sent again by the next update (harmless).
     """
 
     round_pages: bool = True
@@ -72,6 +77,7 @@ class EmulatorConfig:
     clock_offset: int = 0
     next_page_origin: str | None = None
     faults: tuple[Fault, ...] = ()
+    lag: int = 2
 
 
 class Emulator:
@@ -184,7 +190,10 @@ class Emulator:
         total = self._context(connector, since, flags).total()
         position = _tokens.RunPosition(
             code=connector.code,
-            time=now,
+            # The run's time lags the clock: a change stamped a moment before
+            # this request but committed after it is invisible to this run,
+            # and must still fall after the cursor the run hands out.
+            time=now - self.config.lag,
             since=since,
             page_size=page_size,
             page=1,
