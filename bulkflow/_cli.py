@@ -226,6 +226,14 @@ def _add_export(commands: Any, common: argparse.ArgumentParser) -> None:
         default=5000,
         help="rows per page to ask for; the service rounds it (default: 5000)",
     )
+    export.add_argument(
+        "--lag",
+        type=int,
+        default=0,
+        metavar="SECONDS",
+        help="ask for changes from the cursor minus SECONDS, to catch changes "
+        "the service made visible late (they arrive twice, harmlessly)",
+    )
     export.add_argument("--report", type=Path, help="write a JSON report to FILE")
     export.set_defaults(handler=_export)
 
@@ -512,6 +520,7 @@ async def _export_async(args: argparse.Namespace) -> int:
                 code=args.code,
                 secret=_secret(args.secret_env, flag="--secret-env"),
                 page_size=args.page_size,
+                lag=args.lag,
             )
             with _progress(args) as progress:
                 report = await export(connector, sink, progress=progress)

@@ -359,3 +359,27 @@ async def test_a_change_committed_after_a_run_started_reaches_the_next_run(
     assert during.deletes == {}
     assert after.deletes.get("product_formats", 0) == carried
     assert (3 in ids(db, "product_formats")) == (not carried)
+
+
+async def test_a_client_lag_asks_again_for_the_last_seconds(
+    luma_store: CatalogStore, tmp_path: Path
+) -> None:
+    """With lag=L, the update asks from cursor - L: recent changes come again."""
+    config = EmulatorConfig(round_pages=False, lag=0)
+    db = tmp_path / "r.sqlite"
+    async with open_emulator(luma_store, config=config) as url:
+        first = await sync(url, db)
+        assert first.cursor is not None
+        luma_store.delete("product_formats", 8, at=first.cursor - 5)
+        plain = await sync(url, db)
+        sink = SQLiteSink(db)
+        lagging = ExportConnector(
+            url=url, code=DEMO_CODE, secret=DEMO_SECRET, page_size=500, lag=10
+        )
+        try:
+            caught_up = await export(lagging, sink)
+        finally:
+            sink.close()
+
+    assert plain.deletes == {}
+    assert caught_up.deletes == {"product_formats": 1}

@@ -64,6 +64,10 @@ class ExportConnector:
         secret: the connector's secret; never shown in reprs, logs or reports.
         page_size: the ``pagination`` to ask for (the service rounds it).
         params: extra query parameters (``group_category_id`` and the like).
+        lag: seconds to subtract from the stored cursor when asking for
+            changes, so that changes the service stamped just before a
+            run's ``time`` but made visible after it are asked for again
+            (they arrive twice, harmlessly). 0 trusts the service's ``time``.
     """
 
     url: str
@@ -71,6 +75,7 @@ class ExportConnector:
     secret: str = field(repr=False)
     page_size: int = 5000
     params: dict[str, str] = field(default_factory=lambda: {"group_category_id": "1"})
+    lag: int = 0
 
 
 @dataclass
@@ -289,7 +294,7 @@ class ExportRun:
         """The first page's request; its signature is drawn anew on every try."""
         query = {"ver": API_VERSION, **self.connector.params}
         if cursor:
-            query["last_update"] = str(cursor)
+            query["last_update"] = str(max(1, cursor - self.connector.lag))
         body = encode_body({"pagination": self.connector.page_size})
         return ("POST", self.connector.url, query, body)
 
