@@ -8,7 +8,14 @@ from typing import Any
 
 import pytest
 
-from bulkflow import ExportConnector, RunReport, SinkError, SQLiteSink, export
+from bulkflow import (
+    ExportConnector,
+    RunReport,
+    SinkError,
+    SQLiteSink,
+    StateError,
+    export,
+)
 from bulkflow.emulator import (
     DEMO_CODE,
     DEMO_SECRET,
@@ -286,7 +293,8 @@ async def test_an_expired_token_restarts_the_run(
         assert stored.next_url is not None and stored.pages_done == 2
         token = stored.next_url.split("page_token=", 1)[1]
         moved = url + "?code=" + DEMO_CODE + "&page_token=" + token
-        sink.save_checkpoint(Checkpoint(**{**stored.__dict__, "next_url": moved}))
+        moved_state = {**stored.__dict__, "next_url": moved, "origin": None}
+        sink.save_checkpoint(Checkpoint(**moved_state))
         sink.close()
 
         report = await sync(url, db, page_size=5000)
@@ -383,3 +391,38 @@ async def test_a_client_lag_asks_again_for_the_last_seconds(
 
     assert plain.deletes == {}
     assert caught_up.deletes == {"product_formats": 1}
+
+
+async def test_state_from_another_service_is_refused(
+    luma_url: str, tmp_path: Path
+) -> None:
+    """A replica synced from one host does not send its cursor to another."""
+    db = tmp_path / "r.sqlite"
+    await sync(luma_url, db)
+    sink = SQLiteSink(db)
+    stored = sink.load_checkpoint(DEMO_CODE)
+    sink.save_checkpoint(Checkpoint(**{**stored.__dict__, "origin": "https://x:443"}))
+    sink.close()
+
+    with pytest.raises(StateError, match=r"came from https://x:443.*state --reset"):
+        await sync(luma_url, db)
+
+
+async def test_refresh_counts_and_keeps_rows_it_never_delivered(
+    luma_store: CatalogStore, luma_url: str, tmp_path: Path
+) -> None:
+    """A refresh's removals are reported; rows bulkflow did not write stay."""
+    db = tmp_path / "r.sqlite"
+    await sync(luma_url, db)
+    foreign = sqlite3.connect(db)
+    foreign.execute('INSERT INTO products ("ID", "REF") VALUES (999999, \'MINE\')')
+    foreign.commit()
+    foreign.close()
+    luma_store.delete("products", 190, at=1)  # no D row will ever say so
+    reconfigure(luma_store, DEMO_CODE)
+
+    report = await sync(luma_url, db)
+
+    assert report.action == "refresh"
+    assert report.deletes == {"products": 1}
+    assert ids(db, "products") == (set(range(1, 192)) - {190}) | {999999}

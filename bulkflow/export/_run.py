@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import random
+from urllib.parse import urlsplit
 from functools import partial
 import time
 from collections.abc import Callable
@@ -247,6 +248,8 @@ class ExportRun:
         checkpoint = await anyio.to_thread.run_sync(
             self.sink.load_checkpoint, self.connector.code
         )
+        self._check_origin(checkpoint)
+        checkpoint = replace(checkpoint, origin=self._origin)
         self.report.previous_cursor = checkpoint.cursor
         try:
             if checkpoint.in_progress:
@@ -280,6 +283,24 @@ class ExportRun:
             fresh = replace(checkpoint, next_url=None, pages_done=0)
             await self._loop(self._first_request(checkpoint.cursor), fresh, 1)
 
+    @property
+    def _origin(self) -> str:
+        parts = urlsplit(self.connector.url)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        return f"{parts.scheme}://{parts.hostname}:{port}"
+
+    def _check_origin(self, checkpoint: Checkpoint) -> None:
+        """Refuse state that another service (same code, other host) left."""
+        if checkpoint.origin is None or checkpoint.origin == self._origin:
+            return
+        code = self.connector.code
+        raise StateError(
+            f"connector {code}: this replica's cursor came from "
+            f"{checkpoint.origin}, not {self._origin}; a cursor means nothing to "
+            f"another service. Export into another file, or run `bulkflow state "
+            f"--reset {code}` to start over with a refresh"
+        )
+
     def _restart(self, reason: str) -> None:
         message = (
             f"connector {self.connector.code}: the interrupted run cannot continue "
@@ -288,6 +309,7 @@ class ExportRun:
         logger.warning(message)
         self.report.warnings.append(message)
         self.report.restarted = True
+        self.report.pages_skipped = 0
         self._run_time = self._run_id = self._action = None
 
     def _first_request(self, cursor: int | None) -> tuple[str, str, Any, Any]:
@@ -490,7 +512,12 @@ class ExportRun:
             "resumed": self.report.resumed,
             "restarted": self.report.restarted,
         }
-        final = Checkpoint(self.connector.code, cursor=self._run_time, last_run=summary)
+        final = Checkpoint(
+            self.connector.code,
+            cursor=self._run_time,
+            last_run=summary,
+            origin=self._origin,
+        )
         await send.send(_End(final, finish_refresh=self._action == "refresh"))
 
     async def _drain(self, receive: ObjectReceiveStream[_Message], page: _Page) -> None:

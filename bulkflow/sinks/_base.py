@@ -26,6 +26,8 @@ class Checkpoint:
         error: the last error of a failed run, in one line.
         last_run: a summary of the last completed run (action, pages, rows,
             when it finished), for ``bulkflow state``.
+        origin: ``scheme://host:port`` of the service the state came from; a
+            cursor means nothing to another service with the same code.
     """
 
     connector: str
@@ -37,6 +39,7 @@ class Checkpoint:
     pages_done: int = 0
     error: str | None = None
     last_run: dict[str, Any] | None = None
+    origin: str | None = None
 
     @property
     def in_progress(self) -> bool:

@@ -18,6 +18,7 @@ which is then the same as a crash before them).
 
 from __future__ import annotations
 
+import hashlib
 import sqlite3
 import time
 from pathlib import Path
@@ -25,7 +26,13 @@ from typing import Any
 
 import orjson
 
-from bulkflow._exceptions import DataError, RowDecodeError, SinkError, shorten
+from bulkflow._exceptions import (
+    DataError,
+    RowDecodeError,
+    SinkError,
+    StateError,
+    shorten,
+)
 from bulkflow.protocol import Column, Kind, TableSchema
 from bulkflow.sinks._base import Checkpoint, PageStats
 
@@ -44,6 +51,7 @@ CREATE TABLE IF NOT EXISTS "{CHECKPOINTS}" (
     pages_done INTEGER NOT NULL DEFAULT 0,
     error TEXT,
     last_run TEXT,
+    origin TEXT,
     updated_at REAL NOT NULL
 )
 """
@@ -57,6 +65,17 @@ _SQL_TYPES = {
     "boolean": "INTEGER",
     "key": "NUMERIC",
 }
+
+
+def seen_column(connector: str) -> str:
+    """The name of ``connector``'s mark column.
+
+    SQLite compares column names without case, so the code alone would make
+    ``CN_A`` and ``cn_a`` share a column; a short hash of the exact code
+    keeps them apart.
+    """
+    digest = hashlib.sha256(connector.encode()).hexdigest()[:8]
+    return f"{SEEN_PREFIX}{connector}_{digest}"
 
 
 def quote(identifier: str) -> str:
@@ -137,21 +156,26 @@ class SQLiteSink:
     # -- checkpoints --------------------------------------------------------
 
     def load_checkpoint(self, connector: str) -> Checkpoint:
-        """Return the stored checkpoint of ``connector`` (empty if none)."""
-        row = self._db.execute(
+        """Return the stored checkpoint of ``connector`` (empty if none).
+
+        Raises:
+            StateError: the checkpoints table is not bulkflow's or is damaged.
+        """
+        rows = self._query_checkpoints(
             "SELECT connector, cursor, run_time, run_id, action, next_url, "
-            f'pages_done, error, last_run FROM "{CHECKPOINTS}" WHERE connector=?',
+            f'pages_done, error, last_run, origin FROM "{CHECKPOINTS}" '
+            "WHERE connector=?",
             (connector,),
-        ).fetchone()
-        if row is None:
+        )
+        if not rows:
             return Checkpoint(connector)
-        return _checkpoint(row)
+        return _checkpoint(rows[0])
 
     def save_checkpoint(self, checkpoint: Checkpoint) -> None:
         """Store ``checkpoint`` in the current transaction (or on its own)."""
         self._db.execute(
             f'INSERT OR REPLACE INTO "{CHECKPOINTS}" '
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 checkpoint.connector,
                 checkpoint.cursor,
@@ -164,17 +188,30 @@ class SQLiteSink:
                 None
                 if checkpoint.last_run is None
                 else orjson.dumps(checkpoint.last_run),
+                checkpoint.origin,
                 time.time(),
             ),
         )
 
     def checkpoints(self) -> list[Checkpoint]:
         """Every stored checkpoint, by connector."""
-        rows = self._db.execute(
+        rows = self._query_checkpoints(
             "SELECT connector, cursor, run_time, run_id, action, next_url, "
-            f'pages_done, error, last_run FROM "{CHECKPOINTS}" ORDER BY connector'
-        ).fetchall()
+            f'pages_done, error, last_run, origin FROM "{CHECKPOINTS}" '
+            "ORDER BY connector"
+        )
         return [_checkpoint(row) for row in rows]
+
+    def _query_checkpoints(
+        self, sql: str, params: tuple[Any, ...] = ()
+    ) -> list[tuple[Any, ...]]:
+        try:
+            return self._db.execute(sql, params).fetchall()
+        except sqlite3.Error as exc:
+            raise StateError(
+                f"{self.path}: the table {CHECKPOINTS} is not bulkflow's or is "
+                f"damaged ({exc}); export into another file"
+            ) from exc
 
     def reset(self, connector: str) -> bool:
         """Forget ``connector``'s cursor and checkpoint: its next run is a refresh.
@@ -194,7 +231,7 @@ class SQLiteSink:
     ) -> None:
         """Start a page's transaction; create or widen tables for ``schemas``."""
         self._connector, self._run_id = connector, run_id
-        self._seen = SEEN_PREFIX + connector
+        self._seen = seen_column(connector)
         self._stats = PageStats()
         try:
             self._db.execute("BEGIN IMMEDIATE")
@@ -328,39 +365,62 @@ class SQLiteSink:
         )
 
     def _delete(self, table: str, ids: list[Any]) -> None:
-        """Clear this connector's mark; delete rows no connector delivers any more."""
-        name, seen = quote(table), quote(self._seen)
-        self._db.executemany(
-            f'UPDATE {name} SET {seen}=NULL WHERE "ID"=?', [(id_,) for id_ in ids]
-        )
-        unmarked = self._unmarked(table)
-        self._db.executemany(
-            f'DELETE FROM {name} WHERE "ID"=? AND {unmarked}', [(id_,) for id_ in ids]
-        )
+        """A ``D`` row: the row goes if this connector alone delivered it.
 
-    def _unmarked(self, table: str) -> str:
-        """An SQL condition true when no connector's mark is set on a row."""
+        Otherwise only this connector's mark goes. A row this connector
+        never delivered (another connector's, or not bulkflow's at all)
+        stays as it is.
+        """
+        name, seen = quote(table), quote(self._seen)
+        params = [(id_,) for id_ in ids]
+        others = self._no_other_marks(table)
+        self._db.executemany(
+            f'DELETE FROM {name} WHERE "ID"=? AND {seen} IS NOT NULL AND {others}',
+            params,
+        )
+        self._db.executemany(f'UPDATE {name} SET {seen}=NULL WHERE "ID"=?', params)
+
+    def _no_other_marks(self, table: str) -> str:
+        """An SQL condition: no connector but this one has marked the row."""
         columns = [
             row[1]
             for row in self._db.execute(f"PRAGMA table_info({quote(table)})")
-            if str(row[1]).startswith(SEEN_PREFIX)
+            if str(row[1]).startswith(SEEN_PREFIX) and row[1] != self._seen
         ]
         return " AND ".join(f"{quote(column)} IS NULL" for column in columns) or "1"
 
     def _finish_refresh(self) -> None:
-        """Remove what this connector's refresh did not deliver."""
+        """Remove what this connector delivered before and its refresh did not.
+
+        Rows that other connectors still deliver only lose this connector's
+        mark; rows bulkflow never delivered are not touched.
+        """
         seen = quote(self._seen)
+        stale = f"{seen} IS NOT NULL AND {seen}<>?"
         for table in self._tables:
             name = quote(table)
+            others = self._no_other_marks(table)
+            removed = self._db.execute(
+                f"DELETE FROM {name} WHERE {stale} AND {others}", (self._run_id,)
+            ).rowcount
             self._db.execute(
-                f"UPDATE {name} SET {seen}=NULL WHERE {seen} IS NOT NULL AND {seen}<>?",
-                (self._run_id,),
+                f"UPDATE {name} SET {seen}=NULL WHERE {stale}", (self._run_id,)
             )
-            self._db.execute(f"DELETE FROM {name} WHERE {self._unmarked(table)}")
+            if removed > 0:
+                deletes = self._stats.deletes
+                deletes[table] = deletes.get(table, 0) + removed
 
 
 def _checkpoint(row: tuple[Any, ...]) -> Checkpoint:
-    connector, cursor, run_time, run_id, action, next_url, pages, error, last = row
+    connector, cursor, run_time, run_id, action, next_url, pages, error = row[:8]
+    last, origin = row[8:]
+    try:
+        last_run = orjson.loads(last) if last else None
+    except orjson.JSONDecodeError as exc:
+        raise StateError(
+            f"the stored last run of connector {connector!r} is not JSON; "
+            f"`bulkflow state --reset {connector}` starts it over"
+        ) from exc
     return Checkpoint(
         connector,
         cursor=cursor,
@@ -370,7 +430,8 @@ def _checkpoint(row: tuple[Any, ...]) -> Checkpoint:
         next_url=next_url,
         pages_done=pages,
         error=error,
-        last_run=orjson.loads(last) if last else None,
+        last_run=last_run,
+        origin=origin,
     )
 
 
