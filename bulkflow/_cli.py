@@ -103,6 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_export(commands, common)
     _add_state(commands, common)
     _add_churn(commands, common)
+    _add_import(commands, common)
     _add_bench(commands, common)
     return parser
 
@@ -163,6 +164,18 @@ def _add_serve(commands: Any, common: argparse.ArgumentParser) -> None:
     )
     serve.add_argument(
         "--token-ttl", type=int, default=1800, help="next_page lifetime, seconds"
+    )
+    serve.add_argument(
+        "--import-code", help="also serve an import connector with this code"
+    )
+    serve.add_argument("--import-secret", help="its secret (visible in ps)")
+    serve.add_argument(
+        "--import-secret-env", metavar="VAR", help="read the import secret from VAR"
+    )
+    serve.add_argument(
+        "--rate-limit",
+        metavar="R",
+        help="the import connector's budget, e.g. 5/s; past it, API error 10",
     )
     serve.add_argument(
         "--bom", action="store_true", help="start every body with a UTF-8 BOM"
@@ -315,6 +328,12 @@ def _add_churn(commands: Any, common: argparse.ArgumentParser) -> None:
     churn.set_defaults(handler=_churn)
 
 
+def _add_import(commands: Any, common: argparse.ArgumentParser) -> None:
+    from bulkflow.import_._cli import add_import_parser
+
+    add_import_parser(commands, common)
+
+
 def _fraction(text: str) -> float:
     value = float(text)
     if not 0.0 <= value <= 1.0:
@@ -368,6 +387,8 @@ async def _serve_async(args: argparse.Namespace) -> int:
                 f"{time.monotonic() - started:.1f} s",
             )
         store.put_connector(args.code, secret, kind="export", options={})
+        if args.import_code:
+            _add_import_connector(args, store)
         config = EmulatorConfig(
             round_pages=not args.exact_pages,
             page_size=args.page_size,
@@ -380,12 +401,25 @@ async def _serve_async(args: argparse.Namespace) -> int:
         ) as url:
             print(f"url: {url}", flush=True)
             print(f"export connector: {args.code}", flush=True)
+            if args.import_code:
+                print(f"import connector: {args.import_code}", flush=True)
             with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
                 async for _ in signals:
                     break
     finally:
         store.close()
     return EXIT_OK
+
+
+def _add_import_connector(args: argparse.Namespace, store: Any) -> None:
+    from bulkflow.emulator._imports import add_import_connector
+
+    secret = args.import_secret
+    if args.import_secret_env:
+        secret = _secret(args.import_secret_env, flag="--import-secret-env")
+    if not secret:
+        raise UsageError("--import-code needs --import-secret-env (or --import-secret)")
+    add_import_connector(store, args.import_code, secret, args.rate_limit)
 
 
 # -- state and churn ----------------------------------------------------------

@@ -69,3 +69,23 @@ def test_a_slow_ijson_backend_is_announced(monkeypatch: pytest.MonkeyPatch) -> N
     with pytest.warns(RuntimeWarning, match="'python' backend.*15-20 times slower"):
         ExportRun(connector, sink)
     sink.close()
+
+
+def test_the_cause_of_a_failed_group_is_found() -> None:
+    """A bulkflow error wins over the broken channel and cancellation it caused."""
+    import anyio
+
+    from bulkflow import SinkError
+    from bulkflow.pipeline import first_error
+
+    cause = SinkError("disk full")
+    group = BaseExceptionGroup(
+        "tasks",
+        [anyio.BrokenResourceError(), BaseExceptionGroup("inner", [cause])],
+    )
+    assert first_error(group) is cause
+    plain = ValueError("x")
+    assert (
+        first_error(BaseExceptionGroup("g", [anyio.BrokenResourceError(), plain]))
+        is plain
+    )

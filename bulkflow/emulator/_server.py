@@ -22,6 +22,7 @@ from aiohttp import web
 
 from bulkflow._exceptions import DataError
 from bulkflow.emulator import _scope, _tokens
+from bulkflow.emulator._answers import error_response, flag
 from bulkflow.emulator._faults import Fault, FaultPlan, apply
 from bulkflow.emulator._store import CatalogStore, Connector, StoredRow
 from bulkflow.protocol import (
@@ -89,10 +90,11 @@ class Emulator:
         self._uniques: dict[tuple[str, str], float] = {}
         self._contexts: dict[tuple[Any, ...], _RunContext] = {}
         self.faults = FaultPlan(config.faults)
-        #: The import side (``bulkflow.emulator._imports``), when present: an
-        #: object with ``async handle(request, connector, params, now)`` and
-        #: ``routes(app)`` for its tracking URLs.
-        self.imports: Any = _import_desk(self)
+        # The import side: import connectors' POSTs and tracking URLs. Imported
+        # here because it builds on this module's Emulator.
+        from bulkflow.emulator._imports import ImportDesk
+
+        self.imports = ImportDesk(self)
         key = store.get_meta("token_key")
         if key is None:
             key = secrets.token_hex(32)
@@ -104,8 +106,7 @@ class Emulator:
         app = web.Application(client_max_size=1024**3)
         app.router.add_route("GET", "/", self.handle)
         app.router.add_route("POST", "/", self.handle)
-        if self.imports is not None:
-            self.imports.routes(app)
+        self.imports.routes(app)
         return app
 
     # -- request handling -------------------------------------------------
@@ -130,12 +131,7 @@ class Emulator:
         if refused:
             return self._error(refused, now)
         if connector.kind == "import":
-            if self.imports is None:
-                return self._error(1, now, "this emulator takes no imports")
-            response: web.Response = await self.imports.handle(
-                request, connector, params, now
-            )
-            return response
+            return await self.imports.handle(request, connector, params, now)
         return await self._first_page(request, connector, params, version, now)
 
     def _check_signature(
@@ -184,8 +180,8 @@ class Emulator:
                 page_size = requested
             if self.config.page_size:
                 page_size = self.config.page_size
-        flags = (FLAG_PARENTS_TREE if _flag(params, "parents_category_tree") else 0) | (
-            FLAG_SAME_PARENT_VARIANTS if _flag(params, "same_parent_variants") else 0
+        flags = (FLAG_PARENTS_TREE if flag(params, "parents_category_tree") else 0) | (
+            FLAG_SAME_PARENT_VARIANTS if flag(params, "same_parent_variants") else 0
         )
         total = self._context(connector, since, flags).total()
         position = _tokens.RunPosition(
@@ -225,7 +221,7 @@ class Emulator:
         last_update = _int_or_none(raw)
         if last_update is None or last_update < 0 or last_update > now:
             return None, 5
-        forced = _flag(params, "force_update_only")
+        forced = flag(params, "force_update_only")
         # ">=": a change in the very second of the cursor may have come after
         # it; one refresh too many is safe, one too few is not.
         if connector.config_changed_at >= last_update and not forced:
@@ -367,13 +363,7 @@ class Emulator:
         return context
 
     def _error(self, code: int, now: int, message: str | None = None) -> web.Response:
-        body = {
-            "version": API_VERSION,
-            "time": now,
-            "error": code,
-            "error_message": message or describe(code).text,
-        }
-        return web.Response(body=orjson.dumps(body), content_type="application/json")
+        return error_response(code, now, message)
 
 
 FLAG_PARENTS_TREE = 1
@@ -453,19 +443,6 @@ def _render(
     return body + b"}"
 
 
-def _import_desk(emulator: Emulator) -> Any:
-    """The emulator's import side, if the module that provides it is there."""
-    try:
-        from bulkflow.emulator._imports import ImportDesk
-    except ImportError:
-        return None
-    return ImportDesk(emulator)
-
-
-def _flag(params: Mapping[str, Any], name: str) -> bool:
-    return str(params.get(name, "0")).strip() in ("1", "true")
-
-
 def _int_or_none(value: Any) -> int | None:
     try:
         return int(str(value))
@@ -479,7 +456,10 @@ async def _parameters(request: web.Request) -> dict[str, Any]:
     if request.method != "POST" or not request.body_exists:
         return params
     content_type = request.content_type
-    if content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
+    # Form bodies are decoded here rather than by request.post(): aiohttp
+    # refuses forms of more than 1,000 fields (HTTP 413), and one import
+    # batch has tens of thousands.
+    if content_type == "multipart/form-data":
         form = await request.post()
         pairs = [(name, str(value)) for name, value in form.items()]
         params.update(decode_pairs(pairs))

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import logging
 import random
-from urllib.parse import urlsplit
-from functools import partial
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Any
+from urllib.parse import urlsplit
 
 import anyio
 from anyio.abc import ObjectReceiveStream, ObjectSendStream
@@ -39,7 +39,7 @@ from bulkflow._http import (
 )
 from bulkflow._ijson import warn_if_slow
 from bulkflow.export._parser import HeaderValue, PageParser, RowChunk
-from bulkflow.pipeline import gc_tuned
+from bulkflow.pipeline import first_error, gc_tuned
 from bulkflow.protocol import (
     API_VERSION,
     INFORMATIVE_CODES,
@@ -133,23 +133,6 @@ class RunReport:
             "cursor": self.cursor,
             "warnings": self.warnings,
         }
-
-
-def first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
-    """The first exception of a task group that is not a cancellation."""
-    leaves: list[BaseException] = []
-    pending: list[BaseException] = [group]
-    while pending:
-        current = pending.pop(0)
-        if isinstance(current, BaseExceptionGroup):
-            pending[:0] = list(current.exceptions)
-        else:
-            leaves.append(current)
-    cancelled = anyio.get_cancelled_exc_class()
-    for leaf in leaves:
-        if not isinstance(leaf, cancelled):
-            return leaf
-    return leaves[0]
 
 
 class _TokenRefused(StateError):
