@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import sqlite3
 import os
 import signal
 import sys
@@ -13,18 +14,17 @@ import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
+from urllib.parse import urlsplit
 
 import anyio
 import orjson
 
 from bulkflow import __version__
 from bulkflow._exceptions import (
-    ApiError,
     BulkflowError,
     DataError,
     SinkError,
     StateError,
-    TransportError,
     UsageError,
 )
 from bulkflow._http import safe_url
@@ -139,7 +139,7 @@ def _add_serve(commands: Any, common: argparse.ArgumentParser) -> None:
     )
     serve.add_argument("--seed", type=int, default=0, help="synthetic catalog seed")
     serve.add_argument("--host", default="127.0.0.1", help="address to bind")
-    serve.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    serve.add_argument("--port", type=_port, default=0, help="0 picks a free port")
     serve.add_argument(
         "--state",
         type=Path,
@@ -350,10 +350,49 @@ def _add_bench(commands: Any, common: argparse.ArgumentParser) -> None:
 
 
 def _positive(text: str) -> int:
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
     if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}")
     return value
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be 0 to 65535, got {text!r}")
+    return value
+
+
+def _check_url(url: str, *, flag: str = "--url") -> str:
+    """Refuse an endpoint that is not an http(s) URL with a host, before any run."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise UsageError(f"{flag} {url!r}: {exc}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise UsageError(
+            f"{flag} {url!r} is not an http(s) URL with a host, e.g. "
+            "https://api.saleslayer.com/"
+        )
+    del port
+    return url
+
+
+def _check_report(path: Path | None) -> None:
+    """Refuse a --report path that cannot be written, before the run starts."""
+    if path is None:
+        return
+    if path.is_dir():
+        raise UsageError(f"--report {path}: is a directory; name a file")
+    if not path.parent.is_dir():
+        raise UsageError(f"--report {path}: the folder {path.parent} does not exist")
 
 
 # -- serve --------------------------------------------------------------------
@@ -428,7 +467,10 @@ def _add_import_connector(args: argparse.Namespace, store: Any) -> None:
 def _state(args: argparse.Namespace) -> int:
     from bulkflow.sinks import SQLiteSink, open_sink
 
-    sink = open_sink(args.into)
+    path = Path(args.into.removeprefix("sqlite:///"))
+    if args.into.startswith("sqlite:///") and not path.is_file():
+        raise UsageError(f"--into {args.into}: there is no such file")
+    sink = open_sink(args.into) if args.reset else SQLiteSink(path, read_only=True)
     assert isinstance(sink, SQLiteSink)
     try:
         if args.reset:
@@ -443,6 +485,8 @@ def _state(args: argparse.Namespace) -> int:
     if args.json:
         body = [dataclasses.asdict(checkpoint) for checkpoint in checkpoints]
         print(orjson.dumps(body, option=orjson.OPT_INDENT_2).decode())
+    elif not checkpoints and args.connector:
+        print(f"connector {args.connector} has not synced into this database")
     elif not checkpoints:
         print("no connector has synced into this database yet")
     for checkpoint in checkpoints if not args.json else ():
@@ -468,7 +512,7 @@ def _describe_checkpoint(checkpoint: Any) -> str:
         resumed = " (resumed)" if run.get("resumed") else ""
         lines.append(
             f"  last run    {run.get('action')} finished {finished}, "
-            f"{run.get('pages')} pages{resumed}"
+            f"{_plural(int(run.get('pages') or 0), 'page')}{resumed}"
         )
     return "\n".join(lines)
 
@@ -537,6 +581,9 @@ def _churn(args: argparse.Namespace) -> int:
 def _export(args: argparse.Namespace) -> int:
     if not args.demo and not (args.code and args.secret_env):
         raise UsageError("--url needs --code and --secret-env")
+    if not args.demo:
+        _check_url(args.url)
+    _check_report(args.report)
     return anyio.run(_export_async, args)
 
 
@@ -581,7 +628,11 @@ async def _export_demo(args: argparse.Namespace, sink: Any) -> Any:
         async with open_emulator(store) as url:
             args.url = url
             connector = ExportConnector(
-                url=url, code=DEMO_CODE, secret=DEMO_SECRET, page_size=args.page_size
+                url=url,
+                code=DEMO_CODE,
+                secret=DEMO_SECRET,
+                page_size=args.page_size,
+                service="bulkflow-demo",
             )
             with _progress(args) as progress:
                 return await export(connector, sink, progress=progress)
@@ -706,7 +757,7 @@ def _configure_logging(args: argparse.Namespace) -> None:
         handler.setFormatter(logging.Formatter("bulkflow: %(levelname)s: %(message)s"))
     root = logging.getLogger("bulkflow")
     root.handlers[:] = [handler]
-    root.setLevel(logging.INFO if getattr(args, "verbose", False) else logging.WARNING)
+    root.setLevel(logging.DEBUG if getattr(args, "verbose", False) else logging.WARNING)
     root.propagate = False
 
 
@@ -719,8 +770,8 @@ def _exit_code(error: BaseException) -> int:
         return EXIT_SINK
     if isinstance(error, StateError):
         return EXIT_STATE
-    if isinstance(error, ApiError | TransportError):
-        return EXIT_FAILED
+    if isinstance(error, sqlite3.Error):
+        return EXIT_SINK
     return EXIT_FAILED
 
 
@@ -732,21 +783,35 @@ def main(argv: Sequence[str] | None = None) -> int:
     slow = backend_warning()
     if slow:
         print(f"bulkflow: WARNING: {slow}", file=sys.stderr)
+    # SIGTERM stops a run the way Ctrl-C does: the page being written is
+    # rolled back, committed pages stay.
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         code: int = args.handler(args)
         return code
     except KeyboardInterrupt:
         print("bulkflow: interrupted; committed pages stay", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except BulkflowError as error:
-        print(f"bulkflow: error: {error}", file=sys.stderr)
-        if args.verbose:
-            traceback.print_exception(error, file=sys.stderr)
-        else:
-            print("bulkflow: (--verbose shows the full cause)", file=sys.stderr)
+    except BrokenPipeError:
+        # The reader of our output went away (`| head`); the work is done.
+        sys.stderr.close()
+        return EXIT_OK
+    except Exception as error:  # one readable line, whatever went wrong
+        _report_error(args, error)
         return _exit_code(error)
-    except OSError as error:
-        print(f"bulkflow: error: {error}", file=sys.stderr)
-        if args.verbose:
-            traceback.print_exception(error, file=sys.stderr)
-        return EXIT_FAILED
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _report_error(args: argparse.Namespace, error: BaseException) -> None:
+    """One line on stderr; the traceback too with --verbose."""
+    if isinstance(error, BulkflowError):
+        text = str(error)
+    else:
+        text = f"{type(error).__name__}: {error}"
+    first_line = text.strip().splitlines()[0] if text.strip() else repr(error)
+    print(f"bulkflow: error: {first_line}", file=sys.stderr)
+    if getattr(args, "verbose", False):
+        traceback.print_exception(error, file=sys.stderr)

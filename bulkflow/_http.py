@@ -36,7 +36,9 @@ def safe_url(url: str) -> str:
     """``url`` without its query and fragment: fit for messages and logs."""
     parts = urlsplit(url)
     suffix = "?…" if parts.query else ""
-    return f"{parts.scheme}://{parts.netloc}{parts.path}{suffix}"
+    # user:password@ never leaves: it is a secret like any other.
+    netloc = parts.netloc.rpartition("@")[2]
+    return f"{parts.scheme}://{netloc}{parts.path}{suffix}"
 
 
 def same_origin(url: str, base: str) -> bool:
@@ -214,6 +216,11 @@ class HttpClient:
             ) as response:
                 _raise_for_status(response, url)
                 yield ResponseStream(response, url)
+        except aiohttp.ClientSSLError as exc:
+            raise TransportError(
+                f"{safe_url(url)}: TLS failed ({type(exc).__name__}); check the "
+                "URL's scheme (https against an http port?) and the certificate"
+            ) from exc
         except aiohttp.ClientConnectionError as exc:
             raise ConnectionFailed(
                 f"{safe_url(url)}: {type(exc).__name__}: cannot reach the server"
@@ -232,7 +239,8 @@ def _raise_for_status(response: aiohttp.ClientResponse, url: str) -> None:
     if status == 429:
         retry_after = parse_retry_after(response.headers.get("Retry-After"))
         raise RateLimited(f"{where} (too many requests)", retry_after=retry_after)
-    if status >= 500:
+    if status >= 500 and status not in (501, 505):
+        # 501 and 505 say the server cannot do this at all: not worth a retry.
         error = ServerError(f"{where} (server error)")
         error.retry_after = parse_retry_after(response.headers.get("Retry-After"))
         raise error

@@ -79,6 +79,8 @@ def add_bench_parser(subparsers: argparse._SubParsersAction[Any]) -> None:
         "bench",
         help="measure bulkflow against baselines and the machine's ceilings",
         description="Measure bulkflow on this machine. See `bulkflow bench export -h`.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
 
     kinds = bench.add_subparsers(dest="bench_command", required=True, metavar="KIND")

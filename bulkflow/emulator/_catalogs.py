@@ -21,7 +21,10 @@ def catalog_source(spec: str, *, seed: int = 0) -> CatalogSource:
     if name == "luma" and not size:
         from bulkflow.emulator._luma import load_luma
 
-        return load_luma()
+        try:
+            return load_luma()
+        except FileNotFoundError as exc:
+            raise UsageError(str(exc)) from None
     if name == "synthetic":
         try:
             count = int(size.replace("_", ""))

@@ -21,6 +21,7 @@ from typing import Any
 
 import orjson
 
+from bulkflow._exceptions import UsageError
 from bulkflow.emulator._source import CatalogSource
 from bulkflow.protocol import reference_ids
 
@@ -87,16 +88,21 @@ class CatalogStore:
     @classmethod
     def open(cls, directory: Path | None = None) -> CatalogStore:
         """Open (creating when needed) the store in ``directory``, or in memory."""
-        if directory is None:
-            target = ":memory:"
-        else:
-            directory.mkdir(parents=True, exist_ok=True)
-            target = str(directory / DB_NAME)
-        db = sqlite3.connect(target, isolation_level=None, check_same_thread=False)
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=NORMAL")
-        db.execute("PRAGMA busy_timeout=10000")
-        db.executescript(_SCHEMA)
+        try:
+            if directory is None:
+                target = ":memory:"
+            else:
+                directory.mkdir(parents=True, exist_ok=True)
+                target = str(directory / DB_NAME)
+            db = sqlite3.connect(target, isolation_level=None, check_same_thread=False)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.execute("PRAGMA busy_timeout=10000")
+            db.executescript(_SCHEMA)
+        except (OSError, sqlite3.Error) as exc:
+            raise UsageError(
+                f"--state {directory}: cannot open the emulator's catalog there: {exc}"
+            ) from exc
         return cls(db)
 
     def close(self) -> None:

@@ -142,6 +142,9 @@ class PageParser:
     def _error(
         self, message: str, value: Any = None, *, incomplete: bool = False
     ) -> PageParseError:
+        # yajl's messages draw a "(right here) ---^" picture over several
+        # lines; an error is one line.
+        message = message.strip().splitlines()[0] if message.strip() else message
         text = f"{self.where}, byte {self.bytes_fed}: {message}"
         if value is not None:
             text += f": {shorten(value)}"

@@ -28,6 +28,8 @@ from bulkflow._exceptions import (
     PageParseError,
     StateError,
     TransientError,
+    UnsafeURL,
+    shorten,
 )
 from bulkflow._http import (
     HttpClient,
@@ -65,6 +67,9 @@ class ExportConnector:
         secret: the connector's secret; never shown in reprs, logs or reports.
         page_size: the ``pagination`` to ask for (the service rounds it).
         params: extra query parameters (``group_category_id`` and the like).
+        service: what the stored state is tied to; by default the URL's
+            ``scheme://host:port``. A replica refuses state from another
+            service (an in-process emulator on a random port names itself).
         lag: seconds to subtract from the stored cursor when asking for
             changes, so that changes the service stamped just before a
             run's ``time`` but made visible after it are asked for again
@@ -77,6 +82,7 @@ class ExportConnector:
     page_size: int = 5000
     params: dict[str, str] = field(default_factory=lambda: {"group_category_id": "1"})
     lag: int = 0
+    service: str | None = None
 
 
 @dataclass
@@ -257,7 +263,14 @@ class ExportRun:
             self.connector.code,
             checkpoint.pages_done,
         )
-        check_origin(checkpoint.next_url, self.connector.url, what="stored next_page")
+        try:
+            check_origin(
+                checkpoint.next_url, self.connector.url, what="stored next_page"
+            )
+        except UnsafeURL as exc:
+            raise StateError(
+                f"{exc}; `bulkflow state --reset {self.connector.code}` starts over"
+            ) from exc
         request = ("GET", checkpoint.next_url, None, None)
         try:
             await self._loop(request, checkpoint, checkpoint.pages_done + 1)
@@ -268,6 +281,8 @@ class ExportRun:
 
     @property
     def _origin(self) -> str:
+        if self.connector.service:
+            return self.connector.service
         parts = urlsplit(self.connector.url)
         port = parts.port or (443 if parts.scheme == "https" else 80)
         return f"{parts.scheme}://{parts.hostname}:{port}"
@@ -340,7 +355,9 @@ class ExportRun:
                 await anyio.sleep(delay)
             except ApiError as exc:
                 retry = describe(exc.code).retry
-                if request[0] == "GET" and exc.code in (1, 13):
+                # A next_page the service does not take (unknown, altered or
+                # expired token): the run starts again from its cursor.
+                if request[0] == "GET" and exc.code in (1, 2, 4, 13):
                     raise _TokenRefused(str(exc)) from exc
                 if retry is not Retry.RESIGN_ONCE or resigned:
                     raise
@@ -404,6 +421,13 @@ class ExportRun:
             # itself, so that callers can catch bulkflow's classes.
             raise first_error(group_error) from None
         self.report.pages += 1
+        logger.debug(
+            "page.complete connector=%s page=%d upserts=%d deletes=%d",
+            self.connector.code,
+            number,
+            sum(page.stats.upserts.values()) if page.stats else 0,
+            sum(page.stats.deletes.values()) if page.stats else 0,
+        )
         self._notify()
         return page
 
@@ -449,7 +473,7 @@ class ExportRun:
                     "before its data; bulkflow needs it to take the cursor",
                     where=self._where(page.number),
                 )
-            self._run_time = int(header["time"])
+            self._run_time = _integer(header["time"], "time", self._where(page.number))
         if self._run_id is None:
             self._run_id = time.time_ns()
         if self._action is None:
@@ -462,7 +486,8 @@ class ExportRun:
                 header["data_schema"], header.get("data_schema_info")
             )
         if "page_count" in header:
-            self.report.page_count = int(header["page_count"])
+            where = self._where(page.number)
+            self.report.page_count = _integer(header["page_count"], "page_count", where)
         return _Begin(self._run_id, self._schemas)
 
     async def _end(
@@ -563,6 +588,18 @@ class ExportRun:
             report.rows_per_s,
             report.cursor,
         )
+
+
+def _integer(value: Any, key: str, where: str) -> int:
+    """A header value that must be an integer, or a PageParseError saying so."""
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise PageParseError(
+            f"{where}: {key!r} must be an integer, got {shorten(value)}",
+            where=where,
+            value=value,
+        ) from None
 
 
 async def export(

@@ -233,8 +233,10 @@ def ledger_beside(rejects: Path) -> Path:
 
 def run_import(args: argparse.Namespace) -> int:
     """The handler of ``bulkflow import``; returns the exit code."""
-    from bulkflow._cli import _secret
+    from bulkflow._cli import _check_report, _check_url, _secret
 
+    _check_url(args.url)
+    _check_report(args.report)
     secret = _secret(args.secret_env, flag="--secret-env")
     report = anyio.run(_import_async, args, secret)
     return _finish(args, report)

@@ -155,6 +155,14 @@ def table_schema(
         for position, entry in enumerate(data_schema)
         if position >= len(LEADING)
     )
+    names = [*LEADING, *(column.name for column in columns)]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise PageParseError(
+            f"data_schema[{name!r}] names {', '.join(repeated)} more than once",
+            where=f"data_schema of {name}",
+            value=data_schema,
+        )
     return TableSchema(name=name, columns=columns)
 
 

@@ -122,17 +122,34 @@ class SQLiteSink:
     """Write export runs into one SQLite database file.
 
     Args:
-        path: the database file; created with its folder when missing.
+        path: the database file, created when missing (its folder must exist).
+        read_only: open for reading checkpoints only; nothing is created.
 
     The object is used from one thread at a time (the export runs its calls
     in a worker thread, one after the other).
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, read_only: bool = False) -> None:
         self.path = Path(path)
-        if str(path) != ":memory:":
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._tables: dict[str, _Table] = {}
+        self._stats = PageStats()
+        self._connector = ""
+        self._run_id = 0
+        self._seen = ""
+        self._in_page = False
+        if str(path) != ":memory:" and not self.path.parent.is_dir():
+            # No silent mkdir -p: a typo in the path should not become a tree.
+            raise SinkError(
+                f"cannot open SQLite database {path}: the folder "
+                f"{self.path.parent} does not exist"
+            )
         try:
+            if read_only:
+                # For looking only (``bulkflow state``): nothing is created.
+                self._db = sqlite3.connect(
+                    f"file:{self.path}?mode=ro", uri=True, check_same_thread=False
+                )
+                return
             self._db = sqlite3.connect(
                 str(path), isolation_level=None, check_same_thread=False
             )
@@ -142,12 +159,6 @@ class SQLiteSink:
             self._db.execute(_CHECKPOINTS_DDL)
         except sqlite3.Error as exc:
             raise SinkError(f"cannot open SQLite database {path}: {exc}") from exc
-        self._tables: dict[str, _Table] = {}
-        self._stats = PageStats()
-        self._connector = ""
-        self._run_id = 0
-        self._seen = ""
-        self._in_page = False
 
     def __repr__(self) -> str:
         state = "in page" if self._in_page else "idle"
@@ -345,6 +356,8 @@ class SQLiteSink:
             if row[0] == "D":
                 deletes.append(row[1])
                 continue
+            if type(row[1]) not in (int, str) or row[1] == "":
+                raise self._bad_row(table, row, first_index + offset, "ID")
             values = row[1:]
             for position in json_positions:
                 value = values[position]
@@ -354,14 +367,16 @@ class SQLiteSink:
             upserts.append(values)
         return upserts, deletes
 
-    def _bad_row(self, table: _Table, row: Any, index: int) -> RowDecodeError:
+    def _bad_row(
+        self, table: _Table, row: Any, index: int, what: str = "width"
+    ) -> RowDecodeError:
         where = f"table {table.schema.name!r}, row {index}"
+        if what == "ID":
+            problem = "its ID must be a number or a non-empty string"
+        else:
+            problem = f"it has {len(row)} values, data_schema has {table.width}"
         return RowDecodeError(
-            f"{where}: row has {len(row)} values, data_schema has {table.width}: "
-            f"{shorten(row)}",
-            where=where,
-            offset=index,
-            value=row,
+            f"{where}: {problem}: {shorten(row)}", where=where, offset=index, value=row
         )
 
     def _delete(self, table: str, ids: list[Any]) -> None:
