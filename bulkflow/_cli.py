@@ -5,13 +5,13 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
-import sqlite3
 import os
 import signal
+import sqlite3
 import sys
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 from urllib.parse import urlsplit
@@ -20,6 +20,7 @@ import anyio
 import orjson
 
 from bulkflow import __version__
+from bulkflow._console import TerminalProgress, count
 from bulkflow._exceptions import (
     BulkflowError,
     DataError,
@@ -349,24 +350,8 @@ def _add_bench(commands: Any, common: argparse.ArgumentParser) -> None:
     add_bench_parser(commands)
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}")
-    return value
-
-
-def _port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"must be 0 to 65535, got {text!r}")
-    return value
+_positive = count(1, 2**31)
+_port = count(0, 65535)
 
 
 def _check_url(url: str, *, flag: str = "--url") -> str:
@@ -670,54 +655,17 @@ def _write_atomically(path: Path, data: bytes) -> None:
     os.replace(temporary, path)
 
 
-class _progress:
-    """A rich progress display on a terminal's stderr; nothing in a pipe."""
+def _progress(args: argparse.Namespace) -> TerminalProgress:
+    """The export's progress display: pages done of the run's page count."""
 
-    def __init__(self, args: argparse.Namespace) -> None:
-        self._enabled = not args.quiet and sys.stderr.isatty()
-        self._display: Any = None
-        self._task: Any = None
-
-    def __enter__(self) -> Callable[[Any], None] | None:
-        if not self._enabled:
-            return None
-        from rich.console import Console
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-        )
-
-        self._display = Progress(
-            TextColumn("pages"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.description}"),
-            TimeElapsedColumn(),
-            console=Console(stderr=True),
-            transient=True,
-        )
-        self._display.__enter__()
-        self._task = self._display.add_task("", total=None)
-        return self._update
-
-    def _update(self, report: Any) -> None:
-        description = (
+    def describe(report: Any) -> tuple[int, int | None, str]:
+        text = (
             f"{report.rows:,} rows  {report.bytes / 1e6:,.1f} MB  "
             f"{report.rows_per_s:,.0f} rows/s"
         )
-        self._display.update(
-            self._task,
-            completed=report.pages + report.pages_skipped,
-            total=report.page_count,
-            description=description,
-        )
+        return report.pages + report.pages_skipped, report.page_count, text
 
-    def __exit__(self, *exc: object) -> None:
-        if self._display is not None:
-            self._display.__exit__(None, None, None)
+    return TerminalProgress(args, describe, unit="pages")
 
 
 # -- shared -------------------------------------------------------------------

@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
-    from bulkflow._bench._run import Plan
+    from bulkflow._console import count
+from bulkflow._bench._run import Plan
+from bulkflow._console import count
 
 #: What ``--smoke`` measures: a few seconds, for CI.
 SMOKE_ROWS = 5_000
@@ -60,19 +60,6 @@ def _page_sizes(text: str) -> tuple[int, ...]:
     return sizes
 
 
-def _count(low: int, high: int) -> Callable[[str], int]:
-    def parse(text: str) -> int:
-        try:
-            value = int(text.replace("_", ""))
-        except ValueError:
-            value = low - 1
-        if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"{text!r}: give {low} to {high:,}")
-        return value
-
-    return parse
-
-
 def add_bench_parser(subparsers: argparse._SubParsersAction[Any]) -> None:
     """Add ``bench`` and its ``export`` subcommand to the CLI's subcommands."""
     bench = subparsers.add_parser(
@@ -102,7 +89,7 @@ def _add_scenario_options(parser: argparse.ArgumentParser) -> None:
     scenario.add_argument(
         "--rows",
         metavar="N",
-        type=_count(1, 100_000_000),
+        type=count(1, 100_000_000),
         default=200_000,
         help="items in the synthetic catalog, i.e. rows per run (default 200,000)",
     )
@@ -110,7 +97,7 @@ def _add_scenario_options(parser: argparse.ArgumentParser) -> None:
     scenario.add_argument(
         "--page-size",
         metavar="N",
-        type=_count(500, 10_000_000),
+        type=count(500, 10_000_000),
         default=50_000,
         help="rows per page (default 50,000); with --page-sizes, the page size "
         "of the headline figures when it is one of them (else the largest)",
@@ -134,7 +121,7 @@ def _add_scenario_options(parser: argparse.ArgumentParser) -> None:
     scenario.add_argument(
         "--connectors",
         metavar="K",
-        type=_count(1, 16),
+        type=count(1, 16),
         default=1,
         help="exports of the same feed run side by side, each in its own process "
         "and SQLite file; rows/s adds their rows (default 1)",
@@ -150,7 +137,7 @@ def _add_control_options(parser: argparse.ArgumentParser) -> None:
     control.add_argument(
         "--repeat",
         metavar="N",
-        type=_count(1, 20),
+        type=count(1, 20),
         default=1,
         help="run each measurement this many times and keep the fastest "
         "(peak RSS: the largest); default 1",

@@ -11,6 +11,7 @@ from typing import Any
 import anyio
 import orjson
 
+from bulkflow._console import TerminalProgress, count, seconds
 from bulkflow._exceptions import UsageError
 from bulkflow._http import safe_url
 from bulkflow.import_._batch import DEFAULT_MAX_BATCH_BYTES, MAX_ITEMS_PER_CALL
@@ -50,29 +51,6 @@ exit codes:
   5    the ledger cannot be used
   130  interrupted (Ctrl-C); the next run skips the batches already accepted
 """
-
-
-def _count(low: int, high: int) -> Any:
-    def parse(text: str) -> int:
-        try:
-            value = int(text.replace("_", ""))
-        except ValueError:
-            value = low - 1
-        if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"{text!r}: give {low} to {high:,}")
-        return value
-
-    return parse
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r}: give a number of seconds > 0")
-    return value
 
 
 def add_import_parser(commands: Any, common: argparse.ArgumentParser) -> None:
@@ -149,19 +127,19 @@ def _add_sending(parser: argparse.ArgumentParser) -> None:
     )
 
     parser.add_argument(
-        "--concurrency", type=_count(1, 64), default=4, help="batches in flight"
+        "--concurrency", type=count(1, 64), default=4, help="batches in flight"
     )
 
     parser.add_argument(
         "--batch-size",
-        type=_count(1, MAX_ITEMS_PER_CALL),
+        type=count(1, MAX_ITEMS_PER_CALL),
         default=5000,
         help=f"items per call, at most {MAX_ITEMS_PER_CALL:,} (default: 5000)",
     )
 
     parser.add_argument(
         "--max-batch-bytes",
-        type=_count(1024, 2**31),
+        type=count(1024, 2**31),
         default=DEFAULT_MAX_BATCH_BYTES,
         help="encoded bytes per call, before gzip (default: 8 MiB)",
     )
@@ -183,14 +161,14 @@ def _add_tracking(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument(
         "--tracking-timeout",
-        type=_seconds,
+        type=seconds,
         default=600.0,
         help="seconds to follow one batch's tracking URL (default: 600)",
     )
 
     parser.add_argument(
         "--poll-interval",
-        type=_seconds,
+        type=seconds,
         default=2.0,
         help="seconds between tracking polls (default: 2)",
     )
@@ -269,7 +247,7 @@ async def _import_async(args: argparse.Namespace, secret: str) -> ImportReport:
         tracking_timeout=args.tracking_timeout,
         poll_interval=args.poll_interval,
     )
-    with _Progress(args) as progress:
+    with _progress(args) as progress:
         return await import_items(
             ImportConnector(url=args.url, code=args.code, secret=secret),
             source,
@@ -322,40 +300,15 @@ def _summary(report: ImportReport) -> str:
     )
 
 
-class _Progress:
-    """A rich progress display on a terminal's stderr; nothing in a pipe."""
+def _progress(args: argparse.Namespace) -> TerminalProgress:
+    """The import's progress display: batches done, refused and skipped."""
 
-    def __init__(self, args: argparse.Namespace) -> None:
-        self._enabled = not args.quiet and sys.stderr.isatty()
-        self._display: Any = None
-        self._task: Any = None
-
-    def __enter__(self) -> Any:
-        if not self._enabled:
-            return None
-        from rich.console import Console
-        from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-
-        self._display = Progress(
-            SpinnerColumn(),
-            TextColumn("{task.description}"),
-            TimeElapsedColumn(),
-            console=Console(stderr=True),
-            transient=True,
-        )
-        self._display.__enter__()
-        self._task = self._display.add_task("", total=None)
-        return self._update
-
-    def _update(self, report: ImportReport) -> None:
+    def describe(report: ImportReport) -> tuple[int, None, str]:
         done = report.batches_accepted + report.batches_partial
-        description = (
-            f"batches {done:,} done, {report.batches_refused:,} refused, "
-            f"{report.batches_skipped:,} skipped  items {report.items_sent:,}  "
-            f"{report.items_per_s:,.0f} items/s"
+        text = (
+            f"{report.batches_refused:,} refused, {report.batches_skipped:,} "
+            f"skipped  items {report.items_sent:,}  {report.items_per_s:,.0f} items/s"
         )
-        self._display.update(self._task, description=description)
+        return done, None, text
 
-    def __exit__(self, *exc: object) -> None:
-        if self._display is not None:
-            self._display.__exit__(None, None, None)
+    return TerminalProgress(args, describe, unit="batches")
