@@ -29,6 +29,7 @@ from bulkflow._exceptions import (
     UsageError,
 )
 from bulkflow._http import safe_url
+from bulkflow.export import ExportConnector, ExportRun, RunReport
 from bulkflow._ijson import backend_warning
 
 logger = logging.getLogger("bulkflow.cli")
@@ -573,13 +574,12 @@ def _export(args: argparse.Namespace) -> int:
 
 
 async def _export_async(args: argparse.Namespace) -> int:
-    from bulkflow.export import ExportConnector, export
     from bulkflow.sinks import open_sink
 
     sink = open_sink(args.into)
     try:
         if args.demo:
-            report = await _export_demo(args, sink)
+            await _export_demo(args, sink)
         else:
             connector = ExportConnector(
                 url=args.url,
@@ -588,15 +588,28 @@ async def _export_async(args: argparse.Namespace) -> int:
                 page_size=args.page_size,
                 lag=args.lag,
             )
-            with _progress(args) as progress:
-                report = await export(connector, sink, progress=progress)
+            await _run_export(args, connector, sink)
     finally:
         sink.close()
-    _finish_export(args, report)
     return EXIT_OK
 
 
-async def _export_demo(args: argparse.Namespace, sink: Any) -> Any:
+async def _run_export(
+    args: argparse.Namespace, connector: ExportConnector, sink: Any
+) -> None:
+    """Run with progress; write the report, also when the run fails."""
+    with _progress(args) as progress:
+        run = ExportRun(connector, sink, progress=progress)
+        try:
+            await run.run()
+        except BaseException as error:
+            _write_report(args, run.report, error)
+            raise
+    _write_report(args, run.report, None)
+    _summary(args, run.report)
+
+
+async def _export_demo(args: argparse.Namespace, sink: Any) -> None:
     from bulkflow.emulator import (
         DEMO_CODE,
         DEMO_SECRET,
@@ -604,7 +617,6 @@ async def _export_demo(args: argparse.Namespace, sink: Any) -> Any:
         catalog_source,
         open_emulator,
     )
-    from bulkflow.export import ExportConnector, export
 
     store = CatalogStore.open(None)
     try:
@@ -619,19 +631,35 @@ async def _export_demo(args: argparse.Namespace, sink: Any) -> Any:
                 page_size=args.page_size,
                 service="bulkflow-demo",
             )
-            with _progress(args) as progress:
-                return await export(connector, sink, progress=progress)
+            await _run_export(args, connector, sink)
     finally:
         store.close()
 
 
-def _finish_export(args: argparse.Namespace, report: Any) -> None:
-    if args.report:
-        body = report.as_dict()
-        body["url"] = safe_url(args.url)
-        body["into"] = args.into
-        body["page_size"] = args.page_size
-        _write_atomically(args.report, orjson.dumps(body, option=orjson.OPT_INDENT_2))
+def _write_report(
+    args: argparse.Namespace, report: RunReport, error: BaseException | None
+) -> None:
+    """The --report JSON; a failed run's says what failed and what did land."""
+    if not args.report:
+        return
+    body = report.as_dict()
+    body["url"] = safe_url(args.url)
+    body["into"] = args.into
+    body["page_size"] = args.page_size
+    body["ok"] = error is None
+    if error is not None:
+        body["error"] = (
+            str(error).strip().splitlines()[0] if str(error) else repr(error)
+        )
+        body["exit_code"] = (
+            EXIT_INTERRUPTED
+            if isinstance(error, KeyboardInterrupt)
+            else _exit_code(error)
+        )
+    _write_atomically(args.report, orjson.dumps(body, option=orjson.OPT_INDENT_2))
+
+
+def _summary(args: argparse.Namespace, report: RunReport) -> None:
     upserts = sum(report.upserts.values())
     deletes = sum(report.deletes.values())
     megabytes = report.bytes / 1e6
@@ -651,8 +679,11 @@ def _plural(count: int, word: str) -> str:
 
 def _write_atomically(path: Path, data: bytes) -> None:
     temporary = path.with_name(path.name + ".tmp")
-    temporary.write_bytes(data)
-    os.replace(temporary, path)
+    try:
+        temporary.write_bytes(data)
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
 
 
 def _progress(args: argparse.Namespace) -> TerminalProgress:

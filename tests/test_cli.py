@@ -187,3 +187,28 @@ def test_help_teaches_with_examples() -> None:
         page = bulkflow(command, "--help")
         assert page.returncode == 0
         assert "example" in page.stdout.lower(), command
+
+
+def test_a_failed_run_still_writes_its_report(tmp_path: Path) -> None:
+    """--report says what failed, with the exit code, when the run fails."""
+    report = tmp_path / "r.json"
+    result = bulkflow(
+        "export",
+        "--url",
+        "http://127.0.0.1:9/",
+        "--code",
+        "C",
+        "--secret-env",
+        "S",
+        "--into",
+        f"sqlite:///{tmp_path / 'x.sqlite'}",
+        "--report",
+        str(report),
+        env={"S": "the-secret-value"},
+    )
+    body = orjson.loads(report.read_bytes())
+
+    assert result.returncode == 1
+    assert body["ok"] is False and body["exit_code"] == 1
+    assert "cannot reach the server" in body["error"]
+    assert "the-secret-value" not in report.read_text()

@@ -1077,3 +1077,81 @@ async def test_the_command_exits_3_when_items_are_refused(
     assert report["items"]["rejected"] == 1 and report["items"]["new"] == 3
     assert "items were refused" in (tmp_path / "stderr.txt").read_text()
     assert len((tmp_path / "rejects.jsonl").read_bytes().splitlines()) == 1
+
+
+# -- found by the break test ------------------------------------------------------
+
+
+def test_items_before_an_oversized_one_stay_to_be_sent() -> None:
+    """An item too large to send refuses itself only: the batch before it stays."""
+    batcher = Batcher(max_items=30, max_batch_bytes=4096)
+    for index in range(10):
+        assert batcher.add(item(f"P-{index}")) is None
+    with pytest.raises(DataError, match="more than --max-batch-bytes"):
+        batcher.add(item("P-big", product_name_en="x" * 10_000))
+
+    final = batcher.flush()
+
+    assert final is not None and len(final.items) == 10
+
+
+def test_brackets_in_names_are_refused_for_forms() -> None:
+    """A field or table named with '[' or ']' would change the decoded shape."""
+    batcher = Batcher()
+    with pytest.raises(DataError, match=r"'\[' or '\]'"):
+        batcher.add(item("P-1", **{"product_name_en][REF": "evil"}))
+    with pytest.raises(DataError, match=r"'\[' or '\]'"):
+        batcher.add(ImportItem("catalogue][x", {"REF": "C-1"}))
+
+
+async def test_the_same_import_after_a_delete_is_sent_again(
+    store: CatalogStore, tmp_path: Path
+) -> None:
+    """A completed import leaves nothing to skip: import, delete, import again."""
+    ledger = tmp_path / "ledger.sqlite"
+    found = products(3)
+    deletions = [{**entry, "_delete": True} for entry in found]
+    options = ImportOptions(batch_size=10, poll_interval=0.01)
+    async with serve(store) as (url, _):
+        first = await import_items(
+            connector(url), found, options, table="products", ledger=ledger
+        )
+        await import_items(
+            connector(url), deletions, options, table="products", ledger=ledger
+        )
+        gone = set(catalog(store, "products"))
+        again = await import_items(
+            connector(url), found, options, table="products", ledger=ledger
+        )
+
+    assert first.items_new == 3 and gone == set()
+    assert again.batches_skipped == 0 and again.batches_sent == 1
+    assert set(catalog(store, "products")) == {"P-0000", "P-0001", "P-0002"}
+
+
+async def test_a_ledger_does_not_skip_batches_for_another_service(
+    tmp_path: Path,
+) -> None:
+    """The ledger's entries belong to one service: another host gets everything."""
+    ledger = Ledger(tmp_path / "ledger.sqlite")
+    batcher = Batcher()
+    batcher.add(item("P-1"))
+    batch = batcher.flush()
+    assert batch is not None
+    key_a = Ledger.key("http://a:80 CN", batch)
+    key_b = Ledger.key("http://b:80 CN", batch)
+    ledger.record_sent(key_a, "http://a:80 CN", batch)
+
+    assert key_a != key_b
+    assert ledger.forget("http://a:80 CN") == 1
+    ledger.close()
+
+
+def test_an_export_page_for_an_answer_names_the_wrong_connector() -> None:
+    """Importing into an export connector stops at once with the fix."""
+    from bulkflow import UsageError
+    from bulkflow.import_._outcome import parse_input_response
+
+    page = {"version": "1.18", "time": 1, "data_schema": {}, "data": {}}
+    with pytest.raises(UsageError, match="export connector.*import connector"):
+        parse_input_response(page, where="batch 1")

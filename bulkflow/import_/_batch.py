@@ -60,6 +60,13 @@ def form_value(value: Any) -> Any:
 
 def form_fragment(kind: Kind, table: str, index: int, fields: dict[str, Any]) -> str:
     """The form fields of one item, ``kind[table][index][field]=value&...``."""
+    if "[" in table or "]" in table:
+        raise DataError(
+            f"table {table!r}: a name with '[' or ']' cannot travel in a "
+            "PHP-bracket form; send JSON (--json)",
+            where=f"table {table!r}",
+            value=table,
+        )
     pairs = iter_fields(form_value(fields), f"{kind}[{table}][{index}]")
     return "&".join(f"{quote_plus(name)}={quote_plus(text)}" for name, text in pairs)
 
@@ -229,6 +236,16 @@ class Batcher:
         Raises:
             DataError: an item that alone encodes to more than ``max_batch_bytes``.
         """
+        # Refused before anything closes: the batch being filled must stay
+        # in the batcher, for the caller to flush and send.
+        alone = self._alone_size(item)
+        if alone > self.max_batch_bytes:
+            raise DataError(
+                f"{item.where}: the item {item.ref!r} of {item.table!r} encodes to "
+                f"{alone:,} bytes, more than --max-batch-bytes {self.max_batch_bytes:,}",
+                where=item.where,
+                value=item.ref,
+            )
         self._items_in += 1
         closed = None
         ref_key = (item.table, str(item.ref))
@@ -242,14 +259,6 @@ class Batcher:
         if closed is None and self._batch.items and self._full_with(size):
             closed = self._close()
             fragment, size = self._encode(item)
-
-        if size > self.max_batch_bytes:
-            raise DataError(
-                f"{item.where}: the item {item.ref!r} of {item.table!r} encodes to "
-                f"{size:,} bytes, more than --max-batch-bytes {self.max_batch_bytes:,}",
-                where=item.where,
-                value=item.ref,
-            )
 
         self._batch._add(item, fragment, size)
         self._refs[ref_key] = _kind(item)
@@ -281,6 +290,15 @@ class Batcher:
         self._batch = Batch(closed.number + 1, self.encoding)
         self._refs.clear()
         return closed
+
+    def _alone_size(self, item: ImportItem) -> int:
+        """The item's encoded size as the first item of a batch: its least."""
+        kind = _kind(item)
+        if self.encoding == "json":
+            fields = len(orjson.dumps(item.fields, default=str)) + 1
+            table = len(orjson.dumps(item.table)) + len(kind) + 8
+            return fields + table + _JSON_ENVELOPE
+        return len(form_fragment(kind, item.table, 0, item.fields)) + 1
 
     def _encode(self, item: ImportItem) -> tuple[str | None, int]:
         """The item's form fragment (``None`` for JSON) and its encoded size."""

@@ -94,7 +94,7 @@ class Ledger:
 
     @staticmethod
     def key(connector: str, batch: Batch) -> str:
-        """The batch's key: a hash of the connector's code and the content."""
+        """The batch's key: a hash of the service and connector, and the content."""
         return hashlib.sha256(f"{connector}\0{batch.digest}".encode()).hexdigest()
 
     def accepted(self, key: str) -> bool:
@@ -103,6 +103,11 @@ class Ledger:
             "SELECT status FROM batches WHERE key=?", (key,)
         ).fetchone()
         return row is not None and row[0] == "accepted"
+
+    def forget(self, connector: str) -> int:
+        """Drop every batch of ``connector`` (its import is complete)."""
+        cursor = self._db.execute("DELETE FROM batches WHERE connector=?", (connector,))
+        return cursor.rowcount
 
     def record_sent(self, key: str, connector: str, batch: Batch) -> None:
         """Note that ``batch`` is being sent (once more)."""

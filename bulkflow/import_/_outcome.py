@@ -24,6 +24,7 @@ from bulkflow._exceptions import (
     BulkflowError,
     PageParseError,
     TransientError,
+    UsageError,
     shorten,
 )
 from bulkflow._http import HttpClient, check_origin, safe_url
@@ -128,6 +129,11 @@ def parse_input_response(body: Mapping[str, Any], *, where: str) -> InputOutcome
         PageParseError: when the answer holds no import response at all.
     """
     response = body.get("input_response")
+    if not isinstance(response, Mapping) and ("data_schema" in body or "data" in body):
+        raise UsageError(
+            f"{where}: the connector answered with an export page: it is an "
+            "export connector; give an import connector's --code"
+        )
     if not isinstance(response, Mapping):
         keys = ("result", "errors", "items_affected", "new_items", "updated_items")
         if not any(key in body for key in keys):

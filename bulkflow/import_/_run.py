@@ -32,6 +32,7 @@ from collections.abc import (
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any, NamedTuple
+from urllib.parse import urlsplit
 
 import anyio
 from anyio.abc import ObjectReceiveStream, ObjectSendStream, TaskGroup
@@ -192,7 +193,20 @@ class ImportRun:
         if self._source_error is not None:
             self._warn_stopped()
             raise self._source_error
+        report = self.report
+        if report.batches_refused == report.batches_partial == 0:
+            # The import is complete: the ledger has done its job. The same
+            # command run again is a new import (after a delete, say), not a
+            # resume, so nothing of this one may make it skip a batch.
+            self.ledger.forget(self._scope)
         return self.report
+
+    @property
+    def _scope(self) -> str:
+        """What ledger entries belong to: the service and the connector."""
+        parts = urlsplit(self.connector.url)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        return f"{parts.scheme}://{parts.hostname}:{port} {self.connector.code}"
 
     def _warn_stopped(self) -> None:
         report = self.report
@@ -251,7 +265,7 @@ class ImportRun:
                 await self._dispatch(final, send)
 
     async def _dispatch(self, batch: Batch, send: ObjectSendStream[_Job]) -> None:
-        key = Ledger.key(self.connector.code, batch)
+        key = Ledger.key(self._scope, batch)
         tables = set(batch.tables)
         if self.ledger.accepted(key):
             self.report.batches_skipped += 1
@@ -275,7 +289,7 @@ class ImportRun:
         assert self._submitter is not None
         async with receive:
             async for batch, key in receive:
-                self.ledger.record_sent(key, self.connector.code, batch)
+                self.ledger.record_sent(key, self._scope, batch)
                 self.report.batches_sent += 1
                 self.report.items_sent += len(batch.items)
                 sent = await self._submitter.send(batch)

@@ -19,9 +19,21 @@ _BRACKETS = re.compile(r"\[([^\[\]]*)\]")
 
 
 def iter_fields(value: Any, prefix: str = "") -> Iterator[tuple[str, str]]:
-    """Yield the flat ``(name, value)`` pairs of a nested value, in order."""
+    """Yield the flat ``(name, value)`` pairs of a nested value, in order.
+
+    Raises:
+        DataError: a key holding ``[`` or ``]``, which would change the
+            structure the receiver decodes (``a][b`` would nest a ``b``).
+    """
     if isinstance(value, Mapping):
         for key, member in value.items():
+            if "[" in str(key) or "]" in str(key):
+                raise DataError(
+                    f"field {prefix}[{key}]: a name with '[' or ']' cannot travel "
+                    "in a PHP-bracket form; send JSON (--json) or rename it",
+                    where="form body",
+                    value=key,
+                )
             name = f"{prefix}[{key}]" if prefix else str(key)
             yield from iter_fields(member, name)
     elif isinstance(value, list | tuple):
