@@ -791,6 +791,16 @@ def _report_error(args: argparse.Namespace, error: BaseException) -> None:
     else:
         text = f"{type(error).__name__}: {error}"
     first_line = text.strip().splitlines()[0] if text.strip() else repr(error)
-    print(f"bulkflow: error: {first_line}", file=sys.stderr)
+    if getattr(args, "log_format", "text") == "json":
+        entry = {
+            "time": round(time.time(), 3),
+            "level": "error",
+            "logger": "bulkflow.cli",
+            "message": first_line,
+            "exit_code": _exit_code(error),
+        }
+        print(orjson.dumps(entry).decode(), file=sys.stderr)
+    else:
+        print(f"bulkflow: error: {first_line}", file=sys.stderr)
     if getattr(args, "verbose", False):
         traceback.print_exception(error, file=sys.stderr)

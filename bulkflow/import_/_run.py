@@ -191,7 +191,10 @@ class ImportRun:
             self.report.seconds = time.monotonic() - self.report.started
         self._log_summary()
         if self._source_error is not None:
-            self._warn_stopped()
+            # A source that could not even start (no file, no table, a bad
+            # --map) is a usage error and needs no account of what was sent.
+            if self.report.items_read or not isinstance(self._source_error, UsageError):
+                self._warn_stopped()
             raise self._source_error
         report = self.report
         if report.batches_refused == report.batches_partial == 0:
