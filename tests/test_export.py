@@ -338,3 +338,22 @@ async def test_cancelling_a_run_keeps_whole_pages_only(
     assert rows_after_cancel == 7 * stored.pages_done
     assert report.resumed and report.pages_skipped == stored.pages_done
     assert len(table(db, "product_formats")) == 1847
+
+
+@pytest.mark.parametrize("read_ahead", [True, False])
+async def test_read_ahead_opens_each_next_page_early(
+    luma_url: str, tmp_path: Path, read_ahead: bool
+) -> None:
+    """With read-ahead every page after the first comes from an early request."""
+    sink = SQLiteSink(tmp_path / "r.sqlite")
+    try:
+        report = await export(
+            connector(luma_url, page_size=300), sink, read_ahead=read_ahead
+        )
+    finally:
+        sink.close()
+
+    pages = -(-2070 // 300)
+    assert report.pages == pages
+    assert report.pages_read_ahead == (pages - 1 if read_ahead else 0)
+    assert len(table(tmp_path / "r.sqlite", "product_formats")) == 1847

@@ -13,8 +13,9 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field, replace
+from contextlib import asynccontextmanager
 from functools import partial
 from typing import Any
 from urllib.parse import urlsplit
@@ -33,12 +34,15 @@ from bulkflow._exceptions import (
 )
 from bulkflow._http import (
     HttpClient,
+    ResponseStream,
     RetryPolicy,
     Timeouts,
     check_origin,
     encode_body,
     safe_url,
+    same_origin,
 )
+from bulkflow.export._ahead import ReadAhead
 from bulkflow._ijson import warn_if_slow
 from bulkflow.export._parser import HeaderValue, PageParser, RowChunk
 from bulkflow.pipeline import first_error, gc_tuned
@@ -93,6 +97,7 @@ class RunReport:
     action: str | None = None
     pages: int = 0
     pages_skipped: int = 0
+    pages_read_ahead: int = 0
     page_count: int | None = None
     resumed: bool = False
     restarted: bool = False
@@ -126,6 +131,7 @@ class RunReport:
             "action": self.action,
             "pages": self.pages,
             "pages_skipped": self.pages_skipped,
+            "pages_read_ahead": self.pages_read_ahead,
             "resumed": self.resumed,
             "restarted": self.restarted,
             "upserts": dict(sorted(self.upserts.items())),
@@ -186,6 +192,7 @@ class ExportRun:
         progress: Callable[[RunReport], None] | None = None,
         tune_gc: bool = True,
         timeouts: Timeouts | None = None,
+        read_ahead: bool = True,
     ) -> None:
         warn_if_slow()
         self.connector = connector
@@ -196,6 +203,8 @@ class ExportRun:
         self.max_pages = max_pages
         self.tune_gc = tune_gc
         self.timeouts = timeouts
+        self.read_ahead = read_ahead
+        self._ahead: ReadAhead | None = None
         self.report = RunReport(connector.code)
         self._http = http
         self._progress = progress
@@ -321,6 +330,23 @@ class ExportRun:
     async def _loop(
         self, request: tuple[str, str, Any, Any], checkpoint: Checkpoint, number: int
     ) -> None:
+        assert self._http is not None
+        try:
+            async with anyio.create_task_group() as group:
+                if self.read_ahead:
+                    self._ahead = ReadAhead(self._http, group)
+                try:
+                    await self._pages(request, checkpoint, number)
+                finally:
+                    if self._ahead is not None:
+                        self._ahead.close()
+                        self._ahead = None
+        except BaseExceptionGroup as group_error:
+            raise first_error(group_error) from None
+
+    async def _pages(
+        self, request: tuple[str, str, Any, Any], checkpoint: Checkpoint, number: int
+    ) -> None:
         seen_urls: set[str] = set()
         while True:
             page = await self._page_with_retries(request, checkpoint, number)
@@ -404,9 +430,7 @@ class ExportRun:
             async with anyio.create_task_group() as group:
                 group.start_soon(self._drain, receive, page)
                 async with send:
-                    async with self._http.open_stream(
-                        method, url, params=query, data=body, headers=headers
-                    ) as stream:
+                    async with self._open(method, url, query, body, headers) as stream:
                         parser = PageParser(
                             max_chunk_rows=self.max_chunk_rows,
                             where=self._where(number),
@@ -431,6 +455,25 @@ class ExportRun:
         self._notify()
         return page
 
+    @asynccontextmanager
+    async def _open(
+        self, method: str, url: str, query: Any, body: Any, headers: Any
+    ) -> AsyncIterator[ResponseStream]:
+        """The page's response: the early one when read-ahead has it."""
+        assert self._http is not None
+        if method == "GET" and self._ahead is not None:
+            async with self._ahead.take(url) as (early, failure):
+                if early is not None:
+                    self.report.pages_read_ahead += 1
+                    yield early
+                    return
+            if failure is not None:
+                self._warn_retry(self.report.pages + 1, 0, 0.0, failure)
+        async with self._http.open_stream(
+            method, url, params=query, data=body, headers=headers
+        ) as stream:
+            yield stream
+
     async def _route(
         self, events: list[Any], page: _Page, send: ObjectSendStream[_Message]
     ) -> None:
@@ -445,6 +488,10 @@ class ExportRun:
 
     def _header(self, page: _Page, event: HeaderValue) -> None:
         page.header[event.key] = event.value
+        if event.key == "next_page" and event.value and self._ahead is not None:
+            # Only on the connector's host: the page's commit refuses others.
+            if same_origin(str(event.value), self.connector.url):
+                self._ahead.start(str(event.value))
         if event.key != "error" or not event.value:
             return
         code = int(event.value)
@@ -611,6 +658,7 @@ async def export(
     max_buffered_chunks: int = 2,
     progress: Callable[[RunReport], None] | None = None,
     timeouts: Timeouts | None = None,
+    read_ahead: bool = True,
 ) -> RunReport:
     """Export ``connector`` into ``sink``: resume, or run incrementally from the cursor.
 
@@ -629,5 +677,6 @@ async def export(
         max_buffered_chunks=max_buffered_chunks,
         progress=progress,
         timeouts=timeouts,
+        read_ahead=read_ahead,
     )
     return await run.run()
