@@ -1,4 +1,4 @@
-"""What every command shares on the terminal: argument types and the progress display."""
+"""What every command shares on the terminal: argument types, progress display."""
 
 from __future__ import annotations
 

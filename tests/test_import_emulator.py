@@ -11,13 +11,13 @@ from typing import Any
 import aiohttp
 import orjson
 import pytest
-from aiohttp import web
 
 from bulkflow.emulator import (
     CatalogStore,
     Emulator,
     EmulatorConfig,
     catalog_source,
+    serve_emulator,
 )
 from bulkflow.emulator._imports import add_import_connector
 from bulkflow.protocol import encode_form, signed_params
@@ -42,14 +42,8 @@ def store() -> Iterator[CatalogStore]:
 async def serve(store: CatalogStore) -> AsyncIterator[tuple[str, Emulator]]:
     """Serve ``store`` on 127.0.0.1; yield the URL and the emulator."""
     emulator = Emulator(store, EmulatorConfig())
-    runner = web.AppRunner(emulator.application(), access_log=None)
-    await runner.setup()
-    try:
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        yield f"http://127.0.0.1:{runner.addresses[0][1]}/", emulator
-    finally:
-        await runner.cleanup()
+    async with serve_emulator(emulator) as url:
+        yield url, emulator
 
 
 @pytest.fixture

@@ -27,8 +27,8 @@ from bulkflow.emulator._faults import Fault, FaultPlan, apply
 from bulkflow.emulator._store import CatalogStore, Connector, StoredRow
 from bulkflow.protocol import (
     API_VERSION,
-    Algorithm,
     KEY_PARAM,
+    Algorithm,
     decode_form,
     decode_pairs,
     describe,
@@ -490,6 +490,15 @@ async def open_emulator(
     and open connections are closed.
     """
     emulator = Emulator(store, config or EmulatorConfig())
+    async with serve_emulator(emulator, host=host, port=port) as url:
+        yield url
+
+
+@asynccontextmanager
+async def serve_emulator(
+    emulator: Emulator, *, host: str = "127.0.0.1", port: int = 0
+) -> AsyncIterator[str]:
+    """Serve an :class:`Emulator` you hold (to look at its state); yield its URL."""
     runner = web.AppRunner(emulator.application(), access_log=None)
     await runner.setup()
     try:

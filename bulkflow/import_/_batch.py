@@ -242,7 +242,8 @@ class Batcher:
         if alone > self.max_batch_bytes:
             raise DataError(
                 f"{item.where}: the item {item.ref!r} of {item.table!r} encodes to "
-                f"{alone:,} bytes, more than --max-batch-bytes {self.max_batch_bytes:,}",
+                f"{alone:,} bytes, more than --max-batch-bytes "
+                f"{self.max_batch_bytes:,}",
                 where=item.where,
                 value=item.ref,
             )
