@@ -108,7 +108,7 @@ async def test_no_window_holds_more_than_the_budget_start_up_included() -> None:
 async def test_grants_are_spaced_and_reach_the_budget_less_the_headroom() -> None:
     """Grants come evenly, at max_rate / (1 + headroom) per period."""
     clock = FakeClock()
-    budget = RateBudget(10, 1.0, headroom=0.03, clock=clock)
+    budget = RateBudget(10, 1.0, headroom=0.03, startup_margin=0.0, clock=clock)
     times = await grants(budget, clock, 41, tasks=4)
     gaps = [later - earlier for earlier, later in itertools.pairwise(times)]
     assert min(gaps) == pytest.approx(1.03 / 10)
@@ -123,7 +123,7 @@ async def test_late_wake_ups_do_not_slow_the_pace_nor_break_the_bound() -> None:
             await super().sleep(seconds + 0.007)
 
     clock = LateClock()
-    budget = RateBudget(5, 1.0, headroom=0.0, clock=clock)
+    budget = RateBudget(5, 1.0, headroom=0.0, startup_margin=0.0, clock=clock)
     times = await grants(budget, clock, 41, tasks=3)
 
     assert most_in_a_window(times) <= 5
@@ -201,7 +201,8 @@ async def test_grants_slow_down_to_the_halved_pace() -> None:
 async def test_refusals_within_one_window_halve_the_pace_once() -> None:
     """Four requests refused together are one signal, not four halvings."""
     clock = FakeClock()
-    budget = RateBudget(8, 1.0, clock=clock)
+    # Slow recovery, so that the 1.5 s below regains nothing.
+    budget = RateBudget(8, 1.0, clock=clock, recovery_period=2.0, recovery_step=0.1)
     for _ in range(4):
         budget.slow_down(retry_after=1.0)
     assert budget.current_rate() == 4.0
@@ -214,7 +215,9 @@ async def test_refusals_within_one_window_halve_the_pace_once() -> None:
 async def test_the_pace_never_falls_below_min_rate() -> None:
     """Repeated refusals stop halving at ``min_rate``."""
     clock = FakeClock()
-    budget = RateBudget(8, 1.0, min_rate=1.5, clock=clock)
+    budget = RateBudget(
+        8, 1.0, min_rate=1.5, clock=clock, recovery_period=2.0, recovery_step=0.1
+    )
     for _ in range(6):
         budget.slow_down(retry_after=0.0)
         clock.time += 1.0
@@ -266,3 +269,13 @@ def test_window_counting_matches_the_obvious_count() -> None:
     times = [0.0, 0.1, 0.5, 0.99, 1.0, 1.05, 2.5, 2.6, 3.49, 3.5]
     assert max_in_any_window(times) == most_in_a_window(times)
     assert max_in_any_window([]) == 0
+
+
+async def test_the_first_full_window_keeps_a_start_up_margin() -> None:
+    """The request after the first max_rate waits a tenth of a period more, once."""
+    clock = FakeClock()
+    budget = RateBudget(5, 1.0, headroom=0.0, clock=clock)
+    times = await grants(budget, clock, 11, tasks=2)
+
+    assert times[5] - times[0] == pytest.approx(1.1)
+    assert times[10] - times[5] == pytest.approx(1.0)

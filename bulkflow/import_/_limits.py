@@ -119,6 +119,10 @@ class RateBudget:
         recovery_period: seconds without a slow-down after which the pace
             grows by ``recovery_step`` × ``max_rate``.
         recovery_step: the fraction of ``max_rate`` regained per period.
+        startup_margin: seconds added once, to the first full window: the
+            run's first requests open connections and arrive late, which
+            bunches them with the next ones at the server (default: a tenth
+            of ``time_period``).
         clock: where to read the time and how to sleep (a fake in tests).
 
     Raises:
@@ -133,7 +137,8 @@ class RateBudget:
         headroom: float = 0.03,
         min_rate: float | None = None,
         recovery_period: float | None = None,
-        recovery_step: float = 0.1,
+        recovery_step: float = 0.25,
+        startup_margin: float | None = None,
         clock: Clock | None = None,
     ) -> None:
         if max_rate <= 0 or time_period <= 0 or not 0 <= headroom < 1:
@@ -146,8 +151,14 @@ class RateBudget:
         self.time_period = time_period
         self.headroom = headroom
         self.min_rate = min_rate if min_rate is not None else max_rate / 16
-        self.recovery_period = recovery_period or 2 * time_period
+        # Quick to recover: a lone refusal (arrival jitter on a loaded
+        # machine can cause one) should not hold the import back for long;
+        # a server that keeps refusing halves the pace again each time.
+        self.recovery_period = recovery_period or time_period
         self.recovery_step = recovery_step
+        self.startup_margin = (
+            0.1 * time_period if startup_margin is None else startup_margin
+        )
 
         self._clock: Clock = clock or SystemClock()
         self._lock = anyio.Lock()
@@ -210,7 +221,13 @@ class RateBudget:
         if self._last is not None:
             earliest = max(earliest, self._last + window / self.current_rate(now))
         if len(self._grants) == self._grants.maxlen:
-            earliest = max(earliest, self._grants[0] + self.time_period)
+            window_end = self._grants[0] + self.time_period
+            if self._granted == self.max_rate:
+                # The run's first requests each open a connection, which
+                # delays their arrival by a few milliseconds to more: leave
+                # them a margin once, at the first full window.
+                window_end += self.startup_margin
+            earliest = max(earliest, window_end)
         return earliest
 
     async def acquire(self) -> float:

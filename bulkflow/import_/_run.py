@@ -145,7 +145,12 @@ class ImportRun:
         self.report.rejects = str(rejects.path) if rejects else None
         self._progress = progress
         self._in_flight = _InFlight()
-        self._tracking_slots = anyio.Semaphore(4 * options.concurrency)
+        # Tracking takes a few polls a batch: at a budget of 5/s and polls
+        # 2 s apart, 30 or so batches are being tracked at any time, and a
+        # smaller cap would hold the import below its budget.
+        self._tracking_slots = anyio.Semaphore(
+            max(options.max_tracking, options.concurrency)
+        )
         self._seen_tables: set[str] = set()
         self._source_error: BaseException | None = None
         self._group: TaskGroup | None = None
@@ -154,7 +159,7 @@ class ImportRun:
 
     def statistics(self) -> RunStatistics:
         """A snapshot of the batches in flight, tracked and queued."""
-        slots = 4 * self.options.concurrency
+        slots = max(self.options.max_tracking, self.options.concurrency)
         queued = 0
         if self._send is not None:
             queued = self._send.statistics().current_buffer_used

@@ -100,6 +100,9 @@ class ImportOptions:
         retry: back-off for failures that a replay may cure.
         tracking_timeout: seconds to follow one batch's tracking URL.
         poll_interval: seconds between two polls of a tracking URL.
+        max_tracking: batches whose tracking URL is followed at once; a
+            batch waits for a free slot before it is sent, so this bounds
+            the run's memory (a tracked batch keeps its items for rejects).
 
     Raises:
         UsageError: for a concurrency, size or encoding out of range.
@@ -115,6 +118,7 @@ class ImportOptions:
     affected_ids: bool = False
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     tracking_timeout: float = 600.0
+    max_tracking: int = 64
     poll_interval: float = 2.0
 
     def __post_init__(self) -> None:
