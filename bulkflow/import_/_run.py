@@ -201,8 +201,7 @@ class ImportRun:
             if self.report.items_read or not isinstance(self._source_error, UsageError):
                 self._warn_stopped()
             raise self._source_error
-        report = self.report
-        if report.batches_refused == report.batches_partial == 0:
+        if self.report.complete:
             # The import is complete: the ledger has done its job. The same
             # command run again is a new import (after a delete, say), not a
             # resume, so nothing of this one may make it skip a batch.

@@ -133,7 +133,6 @@ class SQLiteSink:
         self.path = Path(path)
         self._tables: dict[str, _Table] = {}
         self._stats = PageStats()
-        self._connector = ""
         self._run_id = 0
         self._seen = ""
         self._in_page = False
@@ -241,7 +240,7 @@ class SQLiteSink:
         self, connector: str, run_id: int, schemas: dict[str, TableSchema]
     ) -> None:
         """Start a page's transaction; create or widen tables for ``schemas``."""
-        self._connector, self._run_id = connector, run_id
+        self._run_id = run_id
         self._seen = seen_column(connector)
         self._stats = PageStats()
         try:
