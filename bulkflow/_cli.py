@@ -1,9 +1,11 @@
-"""The ``bulkflow`` command: serve the emulator, export connectors, benchmark."""
+"""The ``bulkflow`` command: serve the emulator, export connectors, benchmark.
+
+Over 400 lines: most of it is argument definitions whose help teaches.
+"""
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import logging
 import os
 import signal
@@ -29,8 +31,8 @@ from bulkflow._exceptions import (
     UsageError,
 )
 from bulkflow._http import safe_url
-from bulkflow.export import ExportConnector, ExportRun, RunReport
 from bulkflow._ijson import backend_warning
+from bulkflow.export import ExportConnector, ExportRun, RunReport
 
 logger = logging.getLogger("bulkflow.cli")
 
@@ -101,97 +103,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands.required = True
-    _add_serve(commands, common)
+    # Imported here, not at the top: those modules use this one's helpers.
+    from bulkflow._cli_serve import add_serve
+    from bulkflow._cli_state import add_churn, add_state
+
+    add_serve(commands, common)
     _add_export(commands, common)
-    _add_state(commands, common)
-    _add_churn(commands, common)
+    add_state(commands, common)
+    add_churn(commands, common)
     _add_import(commands, common)
     _add_bench(commands, common)
     return parser
-
-
-def _add_serve(commands: Any, common: argparse.ArgumentParser) -> None:
-    from bulkflow.emulator import DEMO_CODE
-
-    serve = commands.add_parser(
-        "serve",
-        parents=[common],
-        help="run the local 1.18 emulator",
-        description=(
-            "Serve a catalog on 127.0.0.1 as Sales Layer API 1.18 does: signed "
-            "requests, clock checks, pages with signed next_page tokens, refresh "
-            "and update runs with one-shot deletions. Prints its URL and the "
-            "export connector's code, then serves until Ctrl-C."
-        ),
-        epilog=(
-            "examples:\n"
-            "  bulkflow serve --catalog luma --port 8018\n"
-            "  bulkflow serve --catalog synthetic:200000 --seed 7 --page-size 50000\n"
-            "  bulkflow serve --catalog luma --state ./emu   # keeps changes\n\n"
-            f"Without --secret or --secret-env, the connector {DEMO_CODE} uses the\n"
-            "public demo secret (see the README): fine for a local emulator only."
-        ),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    serve.add_argument(
-        "--catalog",
-        default="luma",
-        help="luma (the real Luma sample catalog), synthetic:N (N generated "
-        "items) or empty (default: luma)",
-    )
-    serve.add_argument("--seed", type=int, default=0, help="synthetic catalog seed")
-    serve.add_argument("--host", default="127.0.0.1", help="address to bind")
-    serve.add_argument("--port", type=_port, default=0, help="0 picks a free port")
-    serve.add_argument(
-        "--state",
-        type=Path,
-        help="keep the catalog and its change log in DIR across restarts "
-        "(loaded from --catalog the first time)",
-    )
-    serve.add_argument(
-        "--page-size",
-        type=_positive,
-        help="serve pages of N rows whatever the request asks (default: the "
-        "request's pagination, rounded as the service does)",
-    )
-    serve.add_argument(
-        "--exact-pages",
-        action="store_true",
-        help="do not round the requested pagination (pages of 1 or 7 rows)",
-    )
-    serve.add_argument("--code", default=DEMO_CODE, help="export connector code")
-    serve.add_argument("--secret", help="export connector secret (visible in ps)")
-    serve.add_argument(
-        "--secret-env", metavar="VAR", help="read the secret from this variable"
-    )
-    serve.add_argument(
-        "--token-ttl", type=int, default=1800, help="next_page lifetime, seconds"
-    )
-    serve.add_argument(
-        "--import-code", help="also serve an import connector with this code"
-    )
-    serve.add_argument("--import-secret", help="its secret (visible in ps)")
-    serve.add_argument(
-        "--import-secret-env", metavar="VAR", help="read the import secret from VAR"
-    )
-    serve.add_argument(
-        "--rate-limit",
-        metavar="R",
-        help="the import connector's budget, e.g. 5/s; past it, API error 10",
-    )
-    serve.add_argument(
-        "--bom", action="store_true", help="start every body with a UTF-8 BOM"
-    )
-    serve.add_argument(
-        "--fault",
-        action="append",
-        default=[],
-        metavar="SPEC",
-        help="switch a fault on, e.g. reset:page=2, http_429:request=1:"
-        "retry_after=5, api_error:page=3:code=14:times=2, truncate:page=2, "
-        "slow:page=1:delay=2, http_503:page=4 (repeatable)",
-    )
-    serve.set_defaults(handler=_serve)
 
 
 def _add_export(commands: Any, common: argparse.ArgumentParser) -> None:
@@ -253,94 +175,10 @@ def _add_export(commands: Any, common: argparse.ArgumentParser) -> None:
     export.set_defaults(handler=_export)
 
 
-def _add_state(commands: Any, common: argparse.ArgumentParser) -> None:
-    state = commands.add_parser(
-        "state",
-        parents=[common],
-        help="show or reset what a replica knows of its connectors",
-        description=(
-            "Show each connector's cursor (the last_update its next run sends), "
-            "the checkpoint of an interrupted run (the next run resumes there) "
-            "and a summary of the last completed run. --reset forgets a "
-            "connector's cursor and checkpoint, so that its next run is a "
-            "refresh; the rows stay, and that refresh removes the ones the "
-            "connector no longer delivers."
-        ),
-        epilog=(
-            "examples:\n"
-            "  bulkflow state --into sqlite:///catalog.sqlite\n"
-            "  bulkflow state --into sqlite:///catalog.sqlite --reset CN1234 --yes"
-        ),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    state.add_argument("--into", required=True, metavar="URL", help="sqlite:///PATH")
-    state.add_argument("--connector", metavar="CODE", help="only this connector")
-    state.add_argument("--reset", metavar="CODE", help="forget this connector's state")
-    state.add_argument(
-        "--yes", action="store_true", help="reset without asking (needed in a pipe)"
-    )
-    state.add_argument("--json", action="store_true", help="print JSON")
-    state.set_defaults(handler=_state)
-
-
-def _add_churn(commands: Any, common: argparse.ArgumentParser) -> None:
-    churn = commands.add_parser(
-        "churn",
-        parents=[common],
-        help="change the catalog of an emulator started with --state",
-        description=(
-            "Apply one round of seeded random changes to the catalog kept in "
-            "--state DIR, also while `bulkflow serve --state DIR` runs: the "
-            "next update run carries them. Fractions are of the live items; "
-            "--add copies and --delete removes products and variants only (a "
-            "deleted product's variants leave the scope with it). --hide flips "
-            "visibility (picked hidden items come back) and cascades to "
-            "sub-categories, their products and variants."
-        ),
-        epilog=(
-            "example:\n"
-            "  bulkflow churn --state ./emu --seed 3 --update 0.05 --delete 0.01 "
-            "--hide 0.01 --add 0.02"
-        ),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    churn.add_argument("--state", type=Path, required=True, metavar="DIR")
-    churn.add_argument(
-        "--seed", type=int, required=True, help="makes the round repeatable"
-    )
-    for name, what in (
-        ("update", "change a text value of"),
-        ("delete", "delete"),
-        ("hide", "hide (or show again)"),
-        ("add", "add a copy of"),
-    ):
-        churn.add_argument(
-            f"--{name}",
-            type=_fraction,
-            default=0.0,
-            metavar="F",
-            help=f"{what} this fraction of the items (0 to 1)",
-        )
-    churn.add_argument(
-        "--reconfigure",
-        metavar="CODE",
-        help="also change this connector's configuration: its next update "
-        "becomes a refresh unless the client sends force_update_only=1",
-    )
-    churn.set_defaults(handler=_churn)
-
-
 def _add_import(commands: Any, common: argparse.ArgumentParser) -> None:
     from bulkflow.import_._cli import add_import_parser
 
     add_import_parser(commands, common)
-
-
-def _fraction(text: str) -> float:
-    value = float(text)
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text}")
-    return value
 
 
 def _add_bench(commands: Any, common: argparse.ArgumentParser) -> None:
@@ -379,186 +217,6 @@ def _check_report(path: Path | None) -> None:
         raise UsageError(f"--report {path}: is a directory; name a file")
     if not path.parent.is_dir():
         raise UsageError(f"--report {path}: the folder {path.parent} does not exist")
-
-
-# -- serve --------------------------------------------------------------------
-
-
-def _serve(args: argparse.Namespace) -> int:
-    return anyio.run(_serve_async, args)
-
-
-async def _serve_async(args: argparse.Namespace) -> int:
-    from bulkflow.emulator import (
-        DEMO_SECRET,
-        CatalogStore,
-        EmulatorConfig,
-        catalog_source,
-        open_emulator,
-    )
-    from bulkflow.emulator._faults import parse_fault
-
-    secret = _secret(args.secret_env, flag="--secret-env") if args.secret_env else None
-    secret = secret or args.secret or DEMO_SECRET
-    store = CatalogStore.open(args.state)
-    try:
-        if not store.loaded:
-            source = catalog_source(args.catalog, seed=args.seed)
-            started = time.monotonic()
-            count = store.load(source)
-            _say(
-                args,
-                f"loaded {args.catalog}: {count:,} items in "
-                f"{time.monotonic() - started:.1f} s",
-            )
-        store.put_connector(args.code, secret, kind="export", options={})
-        if args.import_code:
-            _add_import_connector(args, store)
-        config = EmulatorConfig(
-            round_pages=not args.exact_pages,
-            page_size=args.page_size,
-            token_ttl=args.token_ttl,
-            bom=args.bom,
-            faults=tuple(parse_fault(spec) for spec in args.fault),
-        )
-        async with open_emulator(
-            store, config=config, host=args.host, port=args.port
-        ) as url:
-            print(f"url: {url}", flush=True)
-            print(f"export connector: {args.code}", flush=True)
-            if args.import_code:
-                print(f"import connector: {args.import_code}", flush=True)
-            with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-                async for _ in signals:
-                    break
-    finally:
-        store.close()
-    return EXIT_OK
-
-
-def _add_import_connector(args: argparse.Namespace, store: Any) -> None:
-    from bulkflow.emulator._imports import add_import_connector
-
-    secret = args.import_secret
-    if args.import_secret_env:
-        secret = _secret(args.import_secret_env, flag="--import-secret-env")
-    if not secret:
-        raise UsageError("--import-code needs --import-secret-env (or --import-secret)")
-    add_import_connector(store, args.import_code, secret, args.rate_limit)
-
-
-# -- state and churn ----------------------------------------------------------
-
-
-def _state(args: argparse.Namespace) -> int:
-    from bulkflow.sinks import SQLiteSink, open_sink
-
-    path = Path(args.into.removeprefix("sqlite:///"))
-    if args.into.startswith("sqlite:///") and not path.is_file():
-        raise UsageError(f"--into {args.into}: there is no such file")
-    sink = open_sink(args.into) if args.reset else SQLiteSink(path, read_only=True)
-    assert isinstance(sink, SQLiteSink)
-    try:
-        if args.reset:
-            return _reset(args, sink)
-        checkpoints = [
-            checkpoint
-            for checkpoint in sink.checkpoints()
-            if args.connector in (None, checkpoint.connector)
-        ]
-    finally:
-        sink.close()
-    if args.json:
-        body = [dataclasses.asdict(checkpoint) for checkpoint in checkpoints]
-        print(orjson.dumps(body, option=orjson.OPT_INDENT_2).decode())
-    elif not checkpoints and args.connector:
-        print(f"connector {args.connector} has not synced into this database")
-    elif not checkpoints:
-        print("no connector has synced into this database yet")
-    for checkpoint in checkpoints if not args.json else ():
-        print(_describe_checkpoint(checkpoint))
-    return EXIT_OK
-
-
-def _describe_checkpoint(checkpoint: Any) -> str:
-    lines = [f"connector {checkpoint.connector}"]
-    if checkpoint.cursor:
-        lines.append(f"  cursor      {checkpoint.cursor} ({_when(checkpoint.cursor)})")
-    else:
-        lines.append("  cursor      none: the next run is a refresh")
-    if checkpoint.in_progress:
-        lines.append(
-            f"  interrupted {checkpoint.action} run of {_when(checkpoint.run_time)}, "
-            f"{checkpoint.pages_done} pages committed; the next run resumes at "
-            f"{safe_url(checkpoint.next_url)}"
-        )
-    if checkpoint.last_run:
-        run = checkpoint.last_run
-        finished = _when(run.get("finished_at"))
-        resumed = " (resumed)" if run.get("resumed") else ""
-        lines.append(
-            f"  last run    {run.get('action')} finished {finished}, "
-            f"{_plural(int(run.get('pages') or 0), 'page')}{resumed}"
-        )
-    return "\n".join(lines)
-
-
-def _when(epoch: Any) -> str:
-    if not epoch:
-        return "-"
-    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(int(epoch)))
-
-
-def _reset(args: argparse.Namespace, sink: Any) -> int:
-    if not args.yes:
-        if not sys.stdin.isatty():
-            raise UsageError(
-                f"--reset {args.reset}: confirm with --yes (no terminal to ask on)"
-            )
-        answer = input(
-            f"Reset connector {args.reset}? Its next run downloads everything. [y/N] "
-        )
-        if answer.strip().lower() not in ("y", "yes"):
-            print("nothing changed")
-            return EXIT_OK
-    if sink.reset(args.reset):
-        _say(args, f"reset {args.reset}: its next run is a refresh")
-    else:
-        _say(args, f"{args.reset} had no stored state; nothing changed")
-    return EXIT_OK
-
-
-def _churn(args: argparse.Namespace) -> int:
-    from bulkflow.emulator import CatalogStore
-    from bulkflow.emulator._churn import churn, reconfigure
-    from bulkflow.emulator._store import DB_NAME
-
-    if not (args.state / DB_NAME).exists():
-        raise UsageError(
-            f"--state {args.state}: no emulator state there; start "
-            f"`bulkflow serve --state {args.state}` once first"
-        )
-    store = CatalogStore.open(args.state)
-    try:
-        result = churn(
-            store,
-            seed=args.seed,
-            update=args.update,
-            delete=args.delete,
-            hide=args.hide,
-            add=args.add,
-        )
-        if args.reconfigure:
-            try:
-                reconfigure(store, args.reconfigure)
-            except KeyError:
-                raise UsageError(
-                    f"--reconfigure {args.reconfigure}: no such connector"
-                ) from None
-    finally:
-        store.close()
-    _say(args, f"churn: {result}")
-    return EXIT_OK
 
 
 # -- export -------------------------------------------------------------------

@@ -17,8 +17,13 @@ from bulkflow import (
     TransientApiError,
     export,
 )
-from bulkflow.emulator import DEMO_CODE, DEMO_SECRET, CatalogStore, EmulatorConfig
-from bulkflow.emulator import open_emulator
+from bulkflow.emulator import (
+    DEMO_CODE,
+    DEMO_SECRET,
+    CatalogStore,
+    EmulatorConfig,
+    open_emulator,
+)
 from bulkflow.emulator._faults import Fault, parse_fault
 from bulkflow.testing import replica_tables
 

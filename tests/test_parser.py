@@ -17,8 +17,7 @@ from typing import Any
 
 import orjson
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 
 from bulkflow._exceptions import PageParseError
 from bulkflow.export._parser import Event, HeaderValue, PageParser, RowChunk

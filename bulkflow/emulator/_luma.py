@@ -1,70 +1,15 @@
 """Load the Magento Luma sample catalog from its CSV fixtures as a `CatalogSource`.
 
 The fixtures are the public Magento 2 sample data (OSL 3.0 / AFL 3.0), kept in
-``fixtures/magento-luma/``; ``MAPPING.md`` there repeats this mapping. Every
-file is read with the ``csv`` module because fields hold newlines, HTML and
-quoted commas. Values are kept as written (names keep trailing spaces and HTML
-entities); only types change.
+``fixtures/magento-luma/``. How rows become the three tables (``catalogue``:
+32 categories, ``products``: 147 configurable parents and 44 stand-alone
+products, ``product_formats``: 1,847 variants), their columns, IDs,
+references, conversions and media URLs is written once, in
+``fixtures/magento-luma/MAPPING.md``; the functions below follow it step by
+step. Every file is read with the ``csv`` module because fields hold
+newlines, HTML and quoted commas.
 
-Conversions used throughout:
-
-* numbers: an integer text becomes an ``int``, any other number a ``float``,
-  an empty field ``None``;
-* booleans: ``1``/``Yes`` → ``1``, ``0``/``No`` → ``0``, empty → ``None``;
-* attributes are typed by their definition in ``catalog_attributes.csv`` and
-  ``configurable_attributes.csv`` (``frontend_input``): ``multiselect`` →
-  ``list`` (a JSON list of strings, empty items dropped, ``[]`` never stored:
-  no value is ``None``), ``boolean`` → ``boolean``, anything else → ``string``;
-  the column title is the first line of ``frontend_label``.
-
-``catalogue`` (32 rows): ``catalog_categories.csv`` then
-``configurable_categories.csv``, deduplicated by full path (``path`` + ``/`` +
-``name``; the first occurrence wins, so "Collections" and "New Luma Yoga
-Collection" come from the catalog file). IDs 1..32 in that order. Columns:
-``ID_PARENT`` (the category whose full path is the row's ``path``; 0 for
-roots), ``REF`` (``url_key``, checked unique), ``category_name_en``,
-``category_url_key``, ``category_active`` (``active``), ``category_in_menu``
-(``include_in_menu``), ``category_position`` (``position``, mostly empty).
-
-``products`` (191 rows): the 147 ``configurable`` rows of
-``configurable_products.csv`` (IDs 1..147, file order), then the 44 rows of the
-five ``simple_products_*.csv`` files in sorted filename order (IDs 148..191).
-Columns: ``ID_catalogue`` (list of category IDs), ``REF`` (``sku``),
-``product_name_en``, ``product_description_en`` (HTML as is, ``big_string``),
-``price``, ``special_price``, ``qty``, then one column per attribute code used
-by any product, sorted by code (missing → ``None``), then ``product_image``.
-
-* Configurable rows: ``categories`` is a comma-separated list of paths
-  ``Default Category/A/B``; "Default Category" is Magento's store root, not a
-  category of the CSVs, so the bare root is dropped and ``A/B`` is resolved by
-  full path (an unknown path is an error). Attributes come from
-  ``additional_attributes`` (``key=value`` pairs joined by commas, multi-values
-  joined by ``|``), minus the bookkeeping keys ``has_options`` and
-  ``required_options``. Images: ``base_image`` then ``additional_images``
-  (comma-separated), deduplicated.
-* Simple rows: ``category`` is a newline-separated list of category NAMES; a
-  name is resolved to the category of that name (under Gear when several
-  share it, then the lowest ID); a name that is no category (the one case is
-  "Erin Recommends New") is dropped. Attributes are the columns whose name is
-  an attribute code (multi-values newline-separated); ``attribute_set``,
-  ``visibility`` and ``url_key`` are not attributes and are left out. These
-  products have no images (``[]``).
-* Category IDs of a product are deduplicated, first occurrence first. The
-  number of dropped references is in ``CatalogSource.notes``.
-
-``product_formats`` (1,847 rows): the ``simple`` rows of
-``configurable_products.csv``, IDs 1..1847 in file order. Columns:
-``ID_products`` (the configurable whose ``configurable_variations`` —
-``sku=X,size=..,color=..|sku=Y,...`` — lists the variant; exactly one must),
-``REF`` (``sku``), ``format_name_en``, ``price``, ``qty``, the attribute
-columns of the variants sorted by code (``color``, ``size``), then
-``format_image`` (same image rule as configurable products).
-
-Media: every image is one tuple ``["M", file_id, ORG, IMD, THM]`` with
-``ORG = https://media.luma.example/catalog/product{path}`` and ``IMD``/``THM``
-inserting ``/cache/600x600`` / ``/cache/150x150`` before ``{path}``;
-``file_id`` counts 1, 2, ... over product images then variant images in row
-order.
+Over 400 lines: one CSV quirk after another, each with its rule.
 """
 
 from __future__ import annotations
@@ -79,13 +24,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bulkflow.emulator._luma_schema import (
+    TABLES,
+    Attribute,
+    catalogue_info,
+    data_schema_of,
+    formats_info,
+    products_info,
+    schema_header,
+)
 from bulkflow.emulator._source import CatalogSource, SourceRow
 
 __all__ = ["load_luma"]
 
 _DATASET = "magento-luma"
 _ENV_VAR = "BULKFLOW_FIXTURES"
-_TABLES = ("catalogue", "products", "product_formats")
 
 _CATALOG_CATEGORIES = "catalog_categories.csv"
 _CONFIGURABLE_CATEGORIES = "configurable_categories.csv"
@@ -114,25 +67,12 @@ _BOOKKEEPING_KEYS = frozenset({"has_options", "required_options"})
 
 _MEDIA_HOST = "https://media.luma.example/catalog/product"
 _SIZE_PREFIXES = (("ORG", ""), ("IMD", "/cache/600x600"), ("THM", "/cache/150x150"))
-_SIZES = {
-    "ORG": {"width": 0, "height": 0},
-    "IMD": {"width": 600, "height": 600},
-    "THM": {"width": 150, "height": 150},
-}
 
 _INT_TEXT = re.compile(r"-?\d+")
 # A comma only separates pairs when a `key=` follows, so a comma inside a
 # value would not split it.
 _PAIR_SEPARATOR = re.compile(r",(?=[A-Za-z0-9_]+=)")
 _FLAGS = {"1": 1, "Yes": 1, "0": 0, "No": 0, "": None}
-
-
-@dataclass(frozen=True)
-class _Attribute:
-    """One attribute definition: its column type and display title."""
-
-    type: str
-    title: str
 
 
 @dataclass(frozen=True)
@@ -235,20 +175,20 @@ def _split(text: str, separator: str) -> list[str]:
     return [part.strip() for part in text.split(separator) if part.strip()]
 
 
-def _load_attribute_defs(directory: Path) -> dict[str, _Attribute]:
+def _load_attribute_defs(directory: Path) -> dict[str, Attribute]:
     """Attribute code → type and title, from both attribute definition files."""
     kinds = {"multiselect": "list", "boolean": "boolean"}
-    defs: dict[str, _Attribute] = {}
+    defs: dict[str, Attribute] = {}
     for name in _ATTRIBUTE_FILES:
         for row in _read_csv(directory / name):
             title = row["frontend_label"].splitlines()[0].strip()
             kind = kinds.get(row["frontend_input"], "string")
-            defs.setdefault(row["attribute_code"], _Attribute(kind, title))
+            defs.setdefault(row["attribute_code"], Attribute(kind, title))
     return defs
 
 
 def _attribute_value(
-    attribute: _Attribute, values: list[str]
+    attribute: Attribute, values: list[str]
 ) -> list[str] | str | int | None:
     """Convert the raw items of one attribute to its column's type."""
     if not values:
@@ -443,22 +383,22 @@ def _build_source(
     lookup: _Lookup,
     products: list[_Item],
     formats: list[_Item],
-    attributes: dict[str, _Attribute],
+    attributes: dict[str, Attribute],
 ) -> CatalogSource:
     """Lay the parsed catalog out as data_schema, data_schema_info and rows."""
     product_attrs = _type_attributes(products, attributes)
     format_attrs = _type_attributes(formats, attributes)
     info = {
-        "catalogue": _catalogue_info(),
-        "products": _products_info(product_attrs, attributes),
-        "product_formats": _formats_info(format_attrs, attributes),
+        "catalogue": catalogue_info(),
+        "products": products_info(product_attrs, attributes),
+        "product_formats": formats_info(format_attrs, attributes),
     }
-    data_schema = {table: _data_schema(info[table]) for table in _TABLES}
+    data_schema = {table: data_schema_of(info[table]) for table in TABLES}
     rows = _all_rows(lookup, products, formats, product_attrs, format_attrs)
     return CatalogSource(
         name=_DATASET,
-        tables=_TABLES,
-        schema=_schema(),
+        tables=TABLES,
+        schema=schema_header(),
         data_schema_info=info,
         data_schema=data_schema,
         rows=lambda: _replay(rows),
@@ -466,9 +406,7 @@ def _build_source(
     )
 
 
-def _type_attributes(
-    items: list[_Item], attributes: dict[str, _Attribute]
-) -> list[str]:
+def _type_attributes(items: list[_Item], attributes: dict[str, Attribute]) -> list[str]:
     """Convert the items' raw attribute values; return the used codes, sorted."""
     for item in items:
         unknown = [code for code in item.attributes if code not in attributes]
@@ -480,112 +418,6 @@ def _type_attributes(
         }
     used = {code for item in items for code, value in item.attributes.items()}
     return sorted(used)
-
-
-def _schema() -> dict[str, Any]:
-    """The ``schema`` block (§2.3); the server adds ``connector_ID``."""
-    titles = {
-        "catalogue": "Categories",
-        "products": "Products",
-        "product_formats": "Variants",
-    }
-    return {
-        "connector_type": "CN_CUSTOM",
-        "company_ID": 1001,
-        "company_name": "Luma (Magento sample data)",
-        "default_language": "en",
-        "languages": ["en"],
-        "offline_mode": 0,
-        "sanitized_table_names": {table: table for table in _TABLES},
-        "language_table_names": {table: {"en": titles[table]} for table in _TABLES},
-        "headings": {},
-        "custom_parameters": {},
-    }
-
-
-def _column(kind: str, title: str, basename: str | None = None) -> dict[str, Any]:
-    """One column's data_schema_info entry; a basename makes it an English column."""
-    entry: dict[str, Any] = {"type": kind, "title": title}
-    if basename is not None:
-        entry.update(basename=basename, language_code="en")
-    return entry
-
-
-def _image(title: str) -> dict[str, Any]:
-    """The data_schema_info entry of an image column with the three sizes."""
-    return {"type": "image", "title": title, "sizes": copy.deepcopy(_SIZES)}
-
-
-def _catalogue_info() -> dict[str, dict[str, Any]]:
-    """Column properties of ``catalogue``, in data_schema order."""
-    return {
-        "ID": {"type": "key"},
-        "ID_PARENT": _column("key", "Parent category"),
-        "REF": _column("string", "Reference"),
-        "category_name_en": _column("string", "Name", "category_name"),
-        "category_url_key": _column("string", "URL key"),
-        "category_active": _column("boolean", "Active"),
-        "category_in_menu": _column("boolean", "Include in menu"),
-        "category_position": _column("numeric", "Position"),
-    }
-
-
-def _products_info(
-    codes: list[str], attributes: dict[str, _Attribute]
-) -> dict[str, dict[str, Any]]:
-    """Column properties of ``products``, in data_schema order."""
-    info: dict[str, dict[str, Any]] = {
-        "ID": {"type": "key"},
-        "ID_catalogue": {**_column("list", "Categories"), "table_key": "catalogue"},
-        "REF": _column("string", "SKU"),
-        "product_name_en": _column("string", "Name", "product_name"),
-        "product_description_en": _column(
-            "big_string", "Description", "product_description"
-        ),
-        "price": _column("numeric", "Price"),
-        "special_price": _column("numeric", "Special price"),
-        "qty": _column("numeric", "Quantity"),
-    }
-    info.update(_attribute_info(codes, attributes))
-    info["product_image"] = _image("Images")
-    return info
-
-
-def _formats_info(
-    codes: list[str], attributes: dict[str, _Attribute]
-) -> dict[str, dict[str, Any]]:
-    """Column properties of ``product_formats``, in data_schema order."""
-    info: dict[str, dict[str, Any]] = {
-        "ID": {"type": "key"},
-        "ID_products": {**_column("key", "Product"), "table_key": "products"},
-        "REF": _column("string", "SKU"),
-        "format_name_en": _column("string", "Name", "format_name"),
-        "price": _column("numeric", "Price"),
-        "qty": _column("numeric", "Quantity"),
-    }
-    info.update(_attribute_info(codes, attributes))
-    info["format_image"] = _image("Images")
-    return info
-
-
-def _attribute_info(
-    codes: list[str], attributes: dict[str, _Attribute]
-) -> dict[str, dict[str, Any]]:
-    """data_schema_info entries of the attribute columns."""
-    return {
-        code: _column(attributes[code].type, attributes[code].title) for code in codes
-    }
-
-
-def _data_schema(info: dict[str, dict[str, Any]]) -> list[Any]:
-    """``STATUS`` then the info's columns, image columns as sub-label dicts."""
-    layout: list[Any] = ["STATUS"]
-    for column, entry in info.items():
-        if entry["type"] == "image":
-            layout.append({column: ["STATUS", "ID", *entry["sizes"]]})
-        else:
-            layout.append(column)
-    return layout
 
 
 def _all_rows(

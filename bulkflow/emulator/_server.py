@@ -5,6 +5,9 @@ multipart or JSON body (the body wins, §1.5), checks the signature and the
 clock, and serves an export run page by page with signed ``next_page``
 tokens (§9). API errors travel as HTTP 200 with ``error`` in the body, as the
 reference does.
+
+Over 400 lines: the checks, the run context and page rendering share one
+handler's state.
 """
 
 from __future__ import annotations

@@ -6,6 +6,9 @@ one transaction. A failure before the commit rolls the page back, and the
 page is fetched again (transient failures) or the run stops (the others);
 what was committed stays. The cursor is the ``time`` of the run's first page
 and is stored only with the commit of the last page (§3).
+
+Over 400 lines: the page loop, its retries and the per-page pipeline share
+the run's state (cursor, run id, action, schemas).
 """
 
 from __future__ import annotations
@@ -14,8 +17,8 @@ import logging
 import random
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field, replace
 from contextlib import asynccontextmanager
+from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any
 from urllib.parse import urlsplit
@@ -42,9 +45,11 @@ from bulkflow._http import (
     safe_url,
     same_origin,
 )
-from bulkflow.export._ahead import ReadAhead
 from bulkflow._ijson import warn_if_slow
+from bulkflow.export._ahead import ReadAhead
+from bulkflow.export._connector import ExportConnector
 from bulkflow.export._parser import HeaderValue, PageParser, RowChunk
+from bulkflow.export._report import RunReport
 from bulkflow.pipeline import first_error, gc_tuned
 from bulkflow.protocol import (
     API_VERSION,
@@ -59,92 +64,6 @@ from bulkflow.protocol import (
 from bulkflow.sinks import Checkpoint, PageStats, Sink
 
 logger = logging.getLogger("bulkflow.export")
-
-
-@dataclass(frozen=True)
-class ExportConnector:
-    """An export connector: where it is and how to sign for it.
-
-    Attributes:
-        url: the API endpoint, e.g. ``https://api.saleslayer.com/``.
-        code: the connector code.
-        secret: the connector's secret; never shown in reprs, logs or reports.
-        page_size: the ``pagination`` to ask for (the service rounds it).
-        params: extra query parameters (``group_category_id`` and the like).
-        service: what the stored state is tied to; by default the URL's
-            ``scheme://host:port``. A replica refuses state from another
-            service (an in-process emulator on a random port names itself).
-        lag: seconds to subtract from the stored cursor when asking for
-            changes, so that changes the service stamped just before a
-            run's ``time`` but made visible after it are asked for again
-            (they arrive twice, harmlessly). 0 trusts the service's ``time``.
-    """
-
-    url: str
-    code: str
-    secret: str = field(repr=False)
-    page_size: int = 5000
-    params: dict[str, str] = field(default_factory=lambda: {"group_category_id": "1"})
-    lag: int = 0
-    service: str | None = None
-
-
-@dataclass
-class RunReport:
-    """What a run did; live while it runs, final when it returns."""
-
-    connector: str
-    action: str | None = None
-    pages: int = 0
-    pages_skipped: int = 0
-    pages_read_ahead: int = 0
-    page_count: int | None = None
-    resumed: bool = False
-    restarted: bool = False
-    upserts: dict[str, int] = field(default_factory=dict)
-    deletes: dict[str, int] = field(default_factory=dict)
-    rows: int = 0
-    bytes: int = 0
-    retries: int = 0
-    started: float = field(default_factory=time.monotonic)
-    seconds: float = 0.0
-    previous_cursor: int | None = None
-    cursor: int | None = None
-    warnings: list[str] = field(default_factory=list)
-
-    @property
-    def rows_per_s(self) -> float:
-        """Rows written per second of the run."""
-        return self.rows / self.seconds if self.seconds > 0 else 0.0
-
-    def add(self, stats: PageStats) -> None:
-        """Count one committed page."""
-        for table, count in stats.upserts.items():
-            self.upserts[table] = self.upserts.get(table, 0) + count
-        for table, count in stats.deletes.items():
-            self.deletes[table] = self.deletes.get(table, 0) + count
-
-    def as_dict(self) -> dict[str, Any]:
-        """The report as JSON-ready values (the CLI's ``--report``)."""
-        return {
-            "connector": self.connector,
-            "action": self.action,
-            "pages": self.pages,
-            "pages_skipped": self.pages_skipped,
-            "pages_read_ahead": self.pages_read_ahead,
-            "resumed": self.resumed,
-            "restarted": self.restarted,
-            "upserts": dict(sorted(self.upserts.items())),
-            "deletes": dict(sorted(self.deletes.items())),
-            "rows": self.rows,
-            "bytes": self.bytes,
-            "retries": self.retries,
-            "seconds": round(self.seconds, 3),
-            "rows_per_s": round(self.rows_per_s, 1),
-            "previous_cursor": self.previous_cursor,
-            "cursor": self.cursor,
-            "warnings": self.warnings,
-        }
 
 
 class _TokenRefused(StateError):

@@ -8,6 +8,8 @@ table to count, or id↔reference pairs. Per-item errors are tied back to
 their items through the ``input_data[table][index]`` path the emulator puts
 in each message, or else through a quoted ``REF`` that names exactly one item
 of the batch; an error that names neither is kept without an item.
+
+Over 400 lines: every shape of ``input_response`` that §4.3 and §9 allow.
 """
 
 from __future__ import annotations

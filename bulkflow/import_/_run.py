@@ -16,6 +16,9 @@ them; a source that mixes tables within batches is not slowed down.
 The module passes 400 lines because the stages share the run's state (the
 report, the ledger, the batches in flight); splitting them would spread one
 flow over several files.
+
+Over 400 lines: producer, submitters and tracking share one task group and
+its counters.
 """
 
 from __future__ import annotations

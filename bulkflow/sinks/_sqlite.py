@@ -14,6 +14,9 @@ Every page and its checkpoint are committed in one transaction; in WAL mode
 with ``synchronous=NORMAL`` a killed process loses at most the page it was
 writing, never a committed one (a power cut may lose the last commits too,
 which is then the same as a crash before them).
+
+Over 400 lines: tables, upserts, marks and checkpoints belong to one
+transaction and are kept together.
 """
 
 from __future__ import annotations
