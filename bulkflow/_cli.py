@@ -427,7 +427,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         code: int = args.handler(args)
         return code
     except KeyboardInterrupt:
-        print("bulkflow: interrupted; committed pages stay", file=sys.stderr)
+        print(
+            "bulkflow: interrupted; what was committed stays and the next run "
+            "continues from it",
+            file=sys.stderr,
+        )
         return EXIT_INTERRUPTED
     except BrokenPipeError:
         # The reader of our output went away (`| head`); the work is done.

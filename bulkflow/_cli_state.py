@@ -104,16 +104,15 @@ def _fraction(text: str) -> float:
 
 
 def _state(args: argparse.Namespace) -> int:
-    from bulkflow.sinks import SQLiteSink, open_sink
+    from bulkflow.sinks import SQLiteSink
 
     path = Path(args.into.removeprefix("sqlite:///"))
     if args.into.startswith("sqlite:///") and not path.is_file():
         raise UsageError(f"--into {args.into}: there is no such file")
-    sink = open_sink(args.into) if args.reset else SQLiteSink(path, read_only=True)
-    assert isinstance(sink, SQLiteSink)
+    # Read-only first, also for --reset: a file that is not bulkflow's is
+    # refused before anything could be written into it.
+    sink = SQLiteSink(path, read_only=True)
     try:
-        if args.reset:
-            return _reset(args, sink)
         checkpoints = [
             checkpoint
             for checkpoint in sink.checkpoints()
@@ -121,6 +120,8 @@ def _state(args: argparse.Namespace) -> int:
         ]
     finally:
         sink.close()
+    if args.reset:
+        return _reset(args)
     if args.json:
         body = [dataclasses.asdict(checkpoint) for checkpoint in checkpoints]
         print(orjson.dumps(body, option=orjson.OPT_INDENT_2).decode())
@@ -162,7 +163,9 @@ def _when(epoch: Any) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(int(epoch)))
 
 
-def _reset(args: argparse.Namespace, sink: Any) -> int:
+def _reset(args: argparse.Namespace) -> int:
+    from bulkflow.sinks import SQLiteSink, open_sink
+
     if not args.yes:
         if not sys.stdin.isatty():
             raise UsageError(
@@ -174,7 +177,13 @@ def _reset(args: argparse.Namespace, sink: Any) -> int:
         if answer.strip().lower() not in ("y", "yes"):
             print("nothing changed")
             return EXIT_OK
-    if sink.reset(args.reset):
+    sink = open_sink(args.into)
+    assert isinstance(sink, SQLiteSink)
+    try:
+        done = sink.reset(args.reset)
+    finally:
+        sink.close()
+    if done:
         _say(args, f"reset {args.reset}: its next run is a refresh")
     else:
         _say(args, f"{args.reset} had no stored state; nothing changed")

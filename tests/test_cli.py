@@ -138,6 +138,8 @@ def test_state_shows_and_never_writes(tmp_path: Path) -> None:
     assert shown.returncode == 0 and "CN_BULKFLOW_DEMO" in shown.stdout
     assert "cursor" in shown.stdout and "last run" in shown.stdout
     assert foreign.returncode == 5 and "not bulkflow's" in foreign.stderr
+    reset = bulkflow("state", "--into", f"sqlite:///{other}", "--reset", "CN", "--yes")
+    assert reset.returncode == 5
     tables = sqlite3.connect(other).execute("SELECT name FROM sqlite_master").fetchall()
     assert tables == [("t",)]
     assert missing.returncode == 2 and not (tmp_path / "missing.sqlite").exists()
