@@ -14,7 +14,6 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -245,10 +244,3 @@ def _raise_for_status(response: aiohttp.ClientResponse, url: str) -> None:
         error.retry_after = parse_retry_after(response.headers.get("Retry-After"))
         raise error
     raise TransportError(f"{where}; the API answers 200 for everything it accepts")
-
-
-def encode_body(fields: Mapping[str, Any]) -> str:
-    """The form body of an export request (pagination and the like)."""
-    from bulkflow.protocol import encode_form
-
-    return encode_form(dict(fields))

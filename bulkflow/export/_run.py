@@ -41,7 +41,6 @@ from bulkflow._http import (
     RetryPolicy,
     Timeouts,
     check_origin,
-    encode_body,
     safe_url,
     same_origin,
 )
@@ -57,6 +56,7 @@ from bulkflow.protocol import (
     Retry,
     TableSchema,
     describe,
+    encode_form,
     error_for,
     schemas,
     signed_params,
@@ -243,7 +243,7 @@ class ExportRun:
         query = {"ver": API_VERSION, **self.connector.params}
         if cursor:
             query["last_update"] = str(max(1, cursor - self.connector.lag))
-        body = encode_body({"pagination": self.connector.page_size})
+        body = encode_form({"pagination": self.connector.page_size})
         return ("POST", self.connector.url, query, body)
 
     async def _loop(
