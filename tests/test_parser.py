@@ -506,3 +506,41 @@ def test_table_that_is_a_scalar_is_refused_naming_the_table(scalar: bytes) -> No
 def test_rows_directly_under_a_data_list_are_refused() -> None:
     """``"data": [[...]]`` has rows without a table: PageParseError."""
     parse_error([b'{"data":[["M",1]]}'])
+
+
+# -- memory ----------------------------------------------------------------------
+
+
+def test_parser_holds_at_most_a_chunk_and_one_read_of_rows() -> None:
+    """However large the feed, the rows kept inside are bounded, not the page.
+
+    The bound is a chunk (rows wait for it to fill) plus the rows of one read
+    of the C reader (``READ_SIZE`` bytes); the page here is 40 times that.
+    """
+    from bulkflow.export import _parser
+
+    row = ["M", 1, "x" * 200]
+    rows_per_read = _parser.READ_SIZE // len(orjson.dumps(row)) + 1
+    page = orjson.dumps({"data": {"t": [row] * (40 * rows_per_read)}, "time": 1})
+    parser = PageParser(max_chunk_rows=100)
+    delivered = 0
+    for piece in pieces(page, 1024 * 1024):
+        delivered += sum(
+            len(e.rows) for e in parser.feed(piece) if isinstance(e, RowChunk)
+        )
+        held = len(parser._rows or [])
+        assert held <= 100 + rows_per_read
+    delivered += sum(len(e.rows) for e in parser.close() if isinstance(e, RowChunk))
+
+    assert delivered == 40 * rows_per_read
+
+
+def test_rows_under_a_data_list_are_refused_before_the_list_ends() -> None:
+    """``"data": [...]`` holding rows is refused early, not after building it whole."""
+    page = b'{"data":[' + b'["M",1],' * 100_000
+    parser = PageParser()
+
+    with pytest.raises(PageParseError, match="table names"):
+        for piece in pieces(page, 4096):
+            parser.feed(piece)
+    assert parser.bytes_fed < len(page) // 10

@@ -3,10 +3,24 @@
 It is push-based and does no I/O: :meth:`PageParser.feed` takes whatever
 bytes have arrived (one byte or a megabyte) and returns what became complete.
 Rows are emitted in chunks of at most ``max_chunk_rows`` rows of one table, so
-no page is ever held whole, whatever its size. ijson's C backend does the
-lexing; this module only assembles values from its events, in batches of
-events per call rather than one Python generator step per event, which is
-what keeps it near ijson's own speed.
+no page is ever held whole, whatever its size.
+
+How it stays fast: ijson's C backend builds every value in C, rows included,
+as one object for the whole page (``ijson.items(reader, "")``). Two hooks
+keep that object from ever holding the page:
+
+* the page and its ``data`` map are built as :class:`_Watched` maps (ijson's
+  ``map_type``), so the parser hears of every top-level member and every
+  table the moment it starts;
+* the C reader pulls its bytes through :meth:`_Reader.read`; when it asks for
+  more, everything it was given before has been built, so the parser takes
+  the finished rows out of the table's list (all but the last, which may
+  still be growing) and hands them on in chunks.
+
+The C reader is an async iterator; :class:`PageParser` steps it by hand
+(``next()`` on its awaitable) and it pauses, by yielding :data:`_WAIT`, when
+``read`` finds no bytes. No event loop is involved, so the parser also works
+from plain synchronous code, one byte at a time if need be.
 
 Integers outside -2**63 + 1 .. 2**63 - 1 are refused ("integer overflow"):
 yajl, under ijson's C backend, reads no wider integers.
@@ -14,19 +28,20 @@ yajl, under ijson's C backend, reads no wider integers.
 
 from __future__ import annotations
 
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import ijson
-from ijson.utils import sendable_list
 
 from bulkflow._exceptions import IncompletePage, PageParseError, shorten
 
 BOM = b"\xef\xbb\xbf"
 
-_CONTAINER_EVENTS = frozenset(
-    {"start_map", "end_map", "start_array", "end_array", "map_key"}
-)
+#: Bytes handed to the C reader per step; rows are taken out between steps.
+READ_SIZE = 256 * 1024
+
+_JSON_SPACE = b" \t\r\n"
 
 
 @dataclass(frozen=True)
@@ -49,6 +64,72 @@ class RowChunk:
 Event = HeaderValue | RowChunk
 
 
+class _Wait:
+    """What :meth:`_Reader.read` yields when it has no bytes: the parser pauses."""
+
+    __slots__ = ()
+
+    def __await__(self) -> Generator[_Wait, None, None]:
+        yield self
+
+
+_WAIT = _Wait()
+
+
+class _Watched:
+    """A JSON object built by ijson that tells the parser of each member it gets.
+
+    Not a ``dict`` subclass on purpose: ijson must go through ``__setitem__``
+    (a C fast path for real dicts would skip it and lose the hook).
+    """
+
+    __slots__ = ("_parser", "members")
+
+    def __init__(self, parser: PageParser) -> None:
+        self._parser = parser
+        self.members: dict[str, Any] = {}
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self.members[key] = value
+        self._parser._member(self, key, value)
+
+    def __getitem__(self, key: str) -> Any:
+        return self.members[key]
+
+    def __len__(self) -> int:
+        return len(self.members)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.members)
+
+
+class _Reader:
+    """The file ijson reads: hands over fed bytes, takes rows out between reads."""
+
+    def __init__(self, parser: PageParser) -> None:
+        self._parser = parser
+        self._pending: list[bytes] = []
+        self.eof = False
+        self.given = 0
+
+    def push(self, data: bytes) -> None:
+        self._pending.append(data)
+
+    async def read(self, size: int) -> bytes:
+        self._parser._take_rows()
+        while not self._pending:
+            if self.eof:
+                return b""
+            await _WAIT
+        data = self._pending[0]
+        if len(data) > size:
+            data, self._pending[0] = data[:size], data[size:]
+        else:
+            self._pending.pop(0)
+        self.given += len(data)
+        return data
+
+
 class PageParser:
     """Parse one page incrementally.
 
@@ -61,23 +142,26 @@ class PageParser:
         self.max_chunk_rows = max_chunk_rows
         self.where = where
         self.bytes_fed = 0
-        self._events: Any = sendable_list()
-        self._coro = ijson.basic_parse_coro(self._events, use_float=True)
+        self._reader = _Reader(self)
+        self._values = ijson.items(
+            self._reader, "", map_type=self._new_map, use_float=True, buf_size=READ_SIZE
+        )
+        self._step: Any = None
         self._head = b""
         self._started = False
+        self._looked = False  # the first byte of the page was checked
         self._out: list[Event] = []
-        # Builder state: containers being built and the keys they wait on.
-        self._stack: list[Any] = []
-        self._keys: list[str | None] = []
-        self._depth = 0
-        self._top_key: str | None = None
+        self._page: _Watched | None = None
+        self._pending: tuple[str, Any] | None = None  # a header value being built
+        self._data: _Watched | None = None
+        self._data_list: list[Any] | None = None  # PHP's ``[]`` for an empty map
+        self._in_data = False
         self._table: str | None = None
-        self._rows: list[list[Any]] = []
-        self._in_rows = False
-        self._row_stack: list[Any] = []
-        self._row_keys: list[Any] = []
+        self._rows: list[Any] | None = None
         self._row_count: dict[str, int] = {}
+        self._failure: PageParseError | None = None
         self._done = False
+        self._ended = False
 
     def feed(self, data: bytes) -> list[Event]:
         """Take the next bytes of the body; return the events they completed.
@@ -95,11 +179,10 @@ class PageParser:
             if not data:
                 return []
         self.bytes_fed += len(data)
-        try:
-            self._coro.send(data)
-        except ijson.JSONError as exc:
-            raise self._error(f"invalid JSON: {exc}") from exc
-        self._consume()
+        if not self._looked:
+            self._look(data)
+        self._reader.push(data)
+        self._run()
         return self._take()
 
     def close(self) -> list[Event]:
@@ -108,18 +191,13 @@ class PageParser:
         Raises:
             PageParseError: when the body ended before the page did.
         """
-        try:
-            if not self._started and self._head:
-                self._started = True
-                self._coro.send(self._head)
-            self._coro.close()
-        except ijson.IncompleteJSONError as exc:
-            raise self._error(
-                f"the body ended inside the JSON: {exc}", incomplete=True
-            ) from exc
-        except ijson.JSONError as exc:
-            raise self._error(f"invalid JSON: {exc}") from exc
-        self._consume()
+        if not self._started and self._head:
+            self._started = True
+            self.bytes_fed += len(self._head)
+            self._look(self._head)
+            self._reader.push(self._head)
+        self._reader.eof = True
+        self._run()
         if not self._done:
             raise self._error(
                 "the body ended before the page was complete", incomplete=True
@@ -135,6 +213,17 @@ class PageParser:
         data, self._head = self._head, b""
         return data[len(BOM) :] if data.startswith(BOM) else data
 
+    def _look(self, data: bytes) -> None:
+        """Refuse a body that is not a JSON object before ijson builds any of it."""
+        text = data.lstrip(_JSON_SPACE)
+        if not text:
+            return
+        self._looked = True
+        if text[:1] != b"{":
+            raise self._error(
+                "a page must be a JSON object", text[:40].decode("utf-8", "replace")
+            )
+
     def _take(self) -> list[Event]:
         out, self._out = self._out, []
         return out
@@ -145,168 +234,154 @@ class PageParser:
         # yajl's messages draw a "(right here) ---^" picture over several
         # lines; an error is one line.
         message = message.strip().splitlines()[0] if message.strip() else message
-        text = f"{self.where}, byte {self.bytes_fed}: {message}"
+        offset = self._reader.given if self._looked else self.bytes_fed
+        text = f"{self.where}, byte {offset}: {message}"
         if value is not None:
             text += f": {shorten(value)}"
         kind = IncompletePage if incomplete else PageParseError
-        return kind(text, where=self.where, offset=self.bytes_fed, value=value)
+        return kind(text, where=self.where, offset=offset, value=value)
 
-    # -- assembling values --------------------------------------------------
+    # -- stepping the C reader ----------------------------------------------
 
-    def _consume(self) -> None:
-        events = self._events
-        index, count = 0, len(events)
-        while index < count:
-            if self._in_rows:
-                index = self._consume_rows(events, index)
-            else:
-                event, value = events[index]
-                index += 1
-                self._header_event(event, value)
-        del events[:]
-
-    def _consume_rows(self, events: list[tuple[str, Any]], start: int) -> int:
-        """Build rows from ``events[start:]`` until the table's list ends.
-
-        This is the hot loop: most events are scalars inside a row and go
-        straight to the current list's ``append``. Returns the index of the
-        first event after the table's list, or ``len(events)``.
-        """
-        stack = self._row_stack
-        keys = self._row_keys  # one pending key per open map, innermost last
-        rows = self._rows
-        max_rows = self.max_chunk_rows
-        containers = _CONTAINER_EVENTS
-        top = stack[-1] if stack else None
-        append = top.append if type(top) is list else None
-        index = start
-        for index in range(start, len(events)):
-            event, value = events[index]
-            if append is not None and event not in containers:
-                append(value)
-            elif event == "start_array":
-                child: list[Any] = []
-                if append is not None:
-                    append(child)
-                elif stack:
-                    stack[-1][keys[-1]] = child
-                stack.append(child)
-                append = child.append
-            elif event == "end_array" or event == "end_map":
-                if not stack:
-                    self._flush()
-                    self._in_rows = False
-                    self._depth -= 1
-                    return index + 1
-                done = stack.pop()
-                if event == "end_map":
-                    keys.pop()
-                if stack:
-                    top = stack[-1]
-                    append = top.append if type(top) is list else None
+    def _run(self) -> None:
+        """Step ijson until it waits for bytes or the body is over."""
+        if self._ended:
+            if self._reader._pending:
+                # Only whitespace may follow the page, and ijson has ended.
+                raise self._error("bytes after the end of the page")
+            return
+        try:
+            while True:
+                if self._step is None:
+                    self._step = self._values.__anext__().__await__()
+                try:
+                    signal = next(self._step)
+                except StopIteration:
+                    self._step = None
+                    self._page_complete()
                     continue
-                rows.append(done)
-                append = None
-                if len(rows) >= max_rows:
-                    self._flush()
-                    rows = self._rows
-            elif event == "start_map":
-                if not stack:
-                    raise self._error(f"a row of data[{self._table!r}] is not a list")
-                mapping: dict[str, Any] = {}
-                if append is not None:
-                    append(mapping)
-                else:
-                    stack[-1][keys[-1]] = mapping
-                stack.append(mapping)
-                keys.append(None)
-                append = None
-            elif event == "map_key":
-                keys[-1] = value
-            elif stack:
-                stack[-1][keys[-1]] = value
-            else:
+                except StopAsyncIteration:
+                    self._step = None
+                    self._ended = True
+                    return
+                if signal is _WAIT:
+                    return
+        except ijson.IncompleteJSONError as exc:
+            if self._reader.eof:
                 raise self._error(
-                    f"a row of data[{self._table!r}] is not a list", value
-                )
-        return index + 1
+                    f"the body ended inside the JSON: {exc}", incomplete=True
+                ) from exc
+            raise self._error(f"invalid JSON: {exc}") from exc
+        except ijson.JSONError as exc:
+            raise self._error(f"invalid JSON: {exc}") from exc
+        finally:
+            if self._failure is not None:
+                failure, self._failure = self._failure, None
+                raise failure
 
-    def _header_event(self, event: str, value: Any) -> None:
-        """Everything outside the rows: top-level members and ``data``'s frame."""
-        depth = self._depth
-        if event == "map_key":
-            if self._stack:
-                self._keys[-1] = value
-            elif depth == 1:
-                self._top_key = value
-            elif depth == 2 and self._top_key == "data":
-                self._table = value
-        elif event in ("start_map", "start_array"):
-            self._open(event == "start_map", depth)
-        elif event in ("end_map", "end_array"):
-            self._close(depth)
-        else:
-            self._scalar(value, depth)
+    # -- hooks called while ijson builds ---------------------------------------
 
-    def _open(self, is_map: bool, depth: int) -> None:
-        self._depth = depth + 1
-        if depth == 0:
-            if not is_map:
-                raise self._error("a page must be a JSON object")
-            return
-        if not self._stack and self._top_key == "data" and depth in (1, 2):
-            if depth == 2:
-                if is_map or self._table is None:
-                    raise self._error(
-                        f"data[{self._table!r}] must be a list of rows, got a map"
-                    )
-                self._in_rows = True
-            # At depth 1 PHP may write an empty ``data`` map as ``[]``.
-            return
-        container: Any = {} if is_map else []
-        if self._stack:
-            top = self._stack[-1]
-            if type(top) is list:
-                top.append(container)
+    def _new_map(self) -> Any:
+        """ijson's ``map_type``: watched maps up to ``data``, plain dicts inside it."""
+        if self._data is None and self._data_list is None:
+            watched = _Watched(self)
+            if self._page is None:
+                self._page = watched
+            return watched
+        return {}
+
+    def _member(self, where: _Watched, key: str, value: Any) -> None:
+        """A member was set on a watched map (its value may still be growing)."""
+        if where is self._page:
+            self._end_member()
+            if key == "data":
+                self._start_data(value)
+            elif type(value) in (list, dict, _Watched):
+                self._pending = (key, value)
             else:
-                top[self._keys[-1]] = container
-        self._stack.append(container)
-        self._keys.append(None)
+                self._out.append(HeaderValue(key, value))
+        elif where is self._data:
+            self._end_table()
+            if type(value) is not list:
+                shape = "a map" if type(value) in (dict, _Watched) else "a scalar"
+                self._fail(f"data[{key!r}] must be a list of rows, got {shape}", value)
+                return
+            self._table, self._rows = key, value
 
-    def _close(self, depth: int) -> None:
-        self._depth = depth - 1
-        if depth == 1:
-            self._done = True
-            return
-        if not self._stack:
-            return  # the end of ``data``
-        value = self._stack.pop()
-        self._keys.pop()
-        if not self._stack:
-            self._out.append(HeaderValue(str(self._top_key), value))
-
-    def _scalar(self, value: Any, depth: int) -> None:
-        if self._stack:
-            top = self._stack[-1]
-            if type(top) is list:
-                top.append(value)
-            else:
-                top[self._keys[-1]] = value
-        elif depth == 0:
-            raise self._error("a page must be a JSON object", value)
-        elif depth == 1 and self._top_key == "data":
-            raise self._error("data must map table names to lists of rows", value)
-        elif depth == 1:
-            self._out.append(HeaderValue(str(self._top_key), value))
+    def _start_data(self, value: Any) -> None:
+        self._in_data = True
+        if type(value) is _Watched:
+            self._data = value
+        elif type(value) is list:
+            self._data_list = value
         else:
-            raise self._error(
-                f"data[{self._table!r}] must be a list of rows, got a scalar", value
+            self._fail("data must map table names to lists of rows", value)
+
+    def _fail(self, message: str, value: Any = None) -> None:
+        if self._failure is None:
+            self._failure = self._error(message, value)
+
+    def _end_member(self) -> None:
+        """The page's previous member is complete: deliver it."""
+        if self._pending is not None:
+            key, value = self._pending
+            self._pending = None
+            self._out.append(HeaderValue(key, _plain(value)))
+        if self._in_data:
+            self._end_table()
+            self._in_data = False
+
+    def _end_table(self) -> None:
+        if self._rows is not None:
+            self._take_rows(final=True)
+            self._rows = self._table = None
+
+    def _page_complete(self) -> None:
+        self._end_member()
+        self._done = True
+
+    def _take_rows(self, *, final: bool = False) -> None:
+        """Move finished rows of the current table into chunks.
+
+        The last row of the list may still be growing, so it stays unless the
+        table is over (``final``). Only full chunks leave before the end.
+        """
+        if self._data_list:
+            self._fail("data must map table names to lists of rows, not hold rows")
+        rows = self._rows
+        if rows is None or self._failure is not None:
+            return
+        if rows and type(rows[-1]) is not list:
+            index = self._row_count.get(str(self._table), 0) + len(rows) - 1
+            self._fail(
+                f"a row of data[{self._table!r}] is not a list (row {index})", rows[-1]
             )
-
-    def _flush(self) -> None:
-        if not self._rows or self._table is None:
             return
-        first = self._row_count.get(self._table, 0)
-        self._out.append(RowChunk(self._table, self._rows, first))
-        self._row_count[self._table] = first + len(self._rows)
-        self._rows = []
+        size = self.max_chunk_rows
+        ready = len(rows) if final else len(rows) - 1
+        if not final:
+            ready -= ready % size
+        if ready <= 0:
+            return
+        for row in rows[:ready]:
+            if type(row) is not list:
+                self._fail(f"a row of data[{self._table!r}] is not a list", row)
+                return
+        table = str(self._table)
+        first = self._row_count.get(table, 0)
+        for start in range(0, ready, size):
+            chunk = rows[start : min(start + size, ready)]
+            self._out.append(RowChunk(table, chunk, first + start))
+        self._row_count[table] = first + ready
+        del rows[:ready]
+
+
+def _plain(value: Any) -> Any:
+    """A header value with every watched map turned back into a dict."""
+    if type(value) is _Watched:
+        return {key: _plain(member) for key, member in value.members.items()}
+    if type(value) is list:
+        return [_plain(member) for member in value]
+    if type(value) is dict:
+        return {key: _plain(member) for key, member in value.items()}
+    return value
