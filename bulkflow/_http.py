@@ -124,6 +124,13 @@ class ResponseStream:
         """The HTTP status code."""
         return self._response.status
 
+    @property
+    def content_length(self) -> int | None:
+        """The body's length when the response declares it (not compressed)."""
+        if self._response.headers.get("Content-Encoding", "identity") != "identity":
+            return None
+        return self._response.content_length
+
     async def aiter_bytes(self) -> AsyncIterator[bytes]:
         """Yield the body's bytes as they arrive.
 

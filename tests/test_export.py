@@ -28,6 +28,7 @@ from bulkflow.emulator import (
     EmulatorConfig,
     open_emulator,
 )
+from bulkflow.export._parser import WHOLE_PAGE_BYTES
 from bulkflow.sinks import Checkpoint
 
 pytestmark = pytest.mark.anyio
@@ -65,11 +66,13 @@ def by_ref(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return {row["REF"]: row for row in rows}
 
 
-async def run_export(url: str, path: Path, page_size: int = 500) -> RunReport:
+async def run_export(
+    url: str, path: Path, page_size: int = 500, **options: Any
+) -> RunReport:
     """Export the demo connector at ``url`` into the SQLite file ``path``."""
     sink = SQLiteSink(path)
     try:
-        return await export(connector(url, page_size), sink)
+        return await export(connector(url, page_size), sink, **options)
     finally:
         sink.close()
 
@@ -168,16 +171,25 @@ async def test_categories_form_the_tree_of_the_csvs(
     assert got == wanted
 
 
+@pytest.mark.parametrize(
+    "whole_page_bytes", [0, WHOLE_PAGE_BYTES], ids=["streamed", "whole"]
+)
 @pytest.mark.parametrize("page_size", [1, 7, 500, 5000])
 async def test_page_sizes_give_identical_replicas(
-    luma_url: str, tmp_path: Path, page_size: int
+    luma_url: str, tmp_path: Path, page_size: int, whole_page_bytes: int
 ) -> None:
-    """Pages of 1, 7, 500 or 5,000 rows leave the same rows in every table."""
+    """Pages of 1, 7, 500 or 5,000 rows leave the same rows in every table.
+
+    The reference streams one page of everything; the paged runs either
+    stream too or read each (small) page whole with orjson.
+    """
     reference = tmp_path / "whole.sqlite"
-    await run_export(luma_url, reference, page_size=100_000)
+    await run_export(luma_url, reference, page_size=100_000, whole_page_bytes=0)
     db = tmp_path / f"paged-{page_size}.sqlite"
 
-    report = await run_export(luma_url, db, page_size=page_size)
+    report = await run_export(
+        luma_url, db, page_size=page_size, whole_page_bytes=whole_page_bytes
+    )
 
     assert report.pages == -(-2070 // page_size)
     for name in ("catalogue", "products", "product_formats"):

@@ -25,6 +25,7 @@ from bulkflow.emulator import (
     open_emulator,
 )
 from bulkflow.emulator._faults import Fault, parse_fault
+from bulkflow.export._parser import WHOLE_PAGE_BYTES
 from bulkflow.testing import replica_tables
 
 pytestmark = pytest.mark.anyio
@@ -39,6 +40,7 @@ async def run(
     *,
     timeouts: Timeouts | None = None,
     bom: bool = False,
+    whole_page_bytes: int = WHOLE_PAGE_BYTES,
 ) -> tuple[int, int]:
     """Export Luma in pages of 300 through ``faults``; return (retries, pages)."""
     emulator = EmulatorConfig(round_pages=False, faults=faults, bom=bom)
@@ -48,7 +50,13 @@ async def run(
             url=url, code=DEMO_CODE, secret=DEMO_SECRET, page_size=300
         )
         try:
-            report = await export(connector, sink, retry=FAST, timeouts=timeouts)
+            report = await export(
+                connector,
+                sink,
+                retry=FAST,
+                timeouts=timeouts,
+                whole_page_bytes=whole_page_bytes,
+            )
         finally:
             sink.close()
     return report.retries, report.pages
@@ -68,15 +76,23 @@ async def run(
     ],
     ids=lambda fault: f"{fault.kind}-{fault.code if fault.kind == 'api_error' else ''}",
 )
+@pytest.mark.parametrize(
+    "whole_page_bytes", [0, WHOLE_PAGE_BYTES], ids=["streamed", "whole"]
+)
 async def test_a_transient_fault_is_retried_and_the_replica_is_exact(
-    luma_store: CatalogStore, tmp_path: Path, fault: Fault
+    luma_store: CatalogStore, tmp_path: Path, fault: Fault, whole_page_bytes: int
 ) -> None:
-    """One fault costs one retry; the replica equals one made without faults."""
+    """One fault costs one retry; the replica equals one made without faults.
+
+    Either way of reading a page: streamed, or whole when it is small.
+    """
     reference = tmp_path / "reference.sqlite"
     await run(luma_store, reference)
     db = tmp_path / "faulty.sqlite"
 
-    retries, pages = await run(luma_store, db, (fault,))
+    retries, pages = await run(
+        luma_store, db, (fault,), whole_page_bytes=whole_page_bytes
+    )
 
     assert retries == 1
     assert pages == -(-2070 // 300)

@@ -19,7 +19,7 @@ import orjson
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from bulkflow._exceptions import PageParseError
+from bulkflow._exceptions import IncompletePage, PageParseError
 from bulkflow.export._parser import Event, HeaderValue, PageParser, RowChunk
 
 BOM = b"\xef\xbb\xbf"
@@ -544,3 +544,87 @@ def test_rows_under_a_data_list_are_refused_before_the_list_ends() -> None:
         for piece in pieces(page, 4096):
             parser.feed(piece)
     assert parser.bytes_fed < len(page) // 10
+
+
+# -- small pages read whole ------------------------------------------------------
+
+
+def parse_whole(body: bytes, **options: Any) -> list[Event]:
+    """Parse ``body`` with a new parser's orjson path."""
+    return PageParser(**options).parse_whole(body)
+
+
+@pytest.mark.parametrize("max_chunk_rows", [1, 3, 1000])
+@pytest.mark.parametrize("name", sorted(ALL_PAGES))
+def test_whole_page_gives_the_streamed_events(name: str, max_chunk_rows: int) -> None:
+    """Parsed whole, a page gives the events its streaming gives, chunk by chunk."""
+    page = ALL_PAGES[name]
+
+    assert parse_whole(page, max_chunk_rows=max_chunk_rows) == expected_events(
+        page, max_chunk_rows
+    )
+    assert parse_whole(BOM + page) == expected_events(page)
+
+
+REFUSED_BODIES = {
+    "word": b"hello",
+    "html": b"<html><body>502</body></html>",
+    "list": b'[{"data": {}}]',
+    "scalar": b"5",
+    "trailing": GENERATED_PAGE + b' {"time": 2}',
+    "row-scalar": b'{"data":{"catalogue":[["M",1],5]}}',
+    "row-map": b'{"data":{"products":[["M",1],{"STATUS":"M","ID":2}]}}',
+    "table-map": b'{"data":{"catalogue":[["M",1]],"products":{"0":["M",2]}}}',
+    "table-scalar": b'{"data":{"catalogue":[["M",1]],"products":null}}',
+    "data-scalar": b'{"data":5}',
+    "data-rows": b'{"data":[["M",1]]}',
+    "overflow": b'{"data":{"t":[["M",%d]]},"time":1}' % 2**64,
+}
+
+
+@pytest.mark.parametrize("name", sorted(REFUSED_BODIES))
+def test_whole_page_refuses_what_streaming_refuses(name: str) -> None:
+    """Bad bodies are refused either way, with the same class and message."""
+    body = REFUSED_BODIES[name]
+
+    with pytest.raises(PageParseError) as streamed:
+        parse([body])
+    with pytest.raises(PageParseError) as whole:
+        parse_whole(body)
+
+    assert type(whole.value) is type(streamed.value)
+    # The same words; the value shown may differ (a map is shown as far as
+    # it was read when the stream refused it).
+    message = re.compile(r"byte \d+: ([^:]*)")
+    assert message.findall(str(whole.value)) == message.findall(str(streamed.value))
+
+
+def test_whole_page_cut_short_is_an_incomplete_page() -> None:
+    """A truncated body read whole is an IncompletePage, retried like a stream's."""
+    for length in (1, len(GENERATED_PAGE) // 2, len(GENERATED_PAGE) - 1):
+        with pytest.raises(IncompletePage) as caught:
+            parse_whole(GENERATED_PAGE[:length])
+        assert caught.value.offset == length
+
+
+@pytest.mark.parametrize(
+    "number",
+    [2**63 - 1, -(2**63) + 1, 10**18, 1234567890123456789, -1234567890123456789],
+)
+def test_whole_page_reads_wide_integers_exactly(number: int) -> None:
+    """Integers of 19 digits go through the streaming reader: exact, never floats."""
+    page = b'{"data":{"t":[["M",%d,"%d"]]},"time":1}' % (number, number)
+
+    events = parse_whole(page)
+
+    assert events == expected_events(page)
+    [chunk] = [e for e in events if isinstance(e, RowChunk)]
+    assert type(chunk.rows[0][1]) is int
+
+
+def test_whole_page_does_not_turn_too_wide_integers_into_floats() -> None:
+    """orjson would read 2**64 as a float; the page is refused as streaming does."""
+    page = b'{"data":{"t":[["M",%d]]},"time":1}' % -(2**64)
+
+    with pytest.raises(PageParseError, match="integer overflow"):
+        parse_whole(page)

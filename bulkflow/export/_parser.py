@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import ijson
+import orjson
 
 from bulkflow._exceptions import IncompletePage, PageParseError, shorten
 
@@ -41,7 +42,14 @@ BOM = b"\xef\xbb\xbf"
 #: Bytes handed to the C reader per step; rows are taken out between steps.
 READ_SIZE = 256 * 1024
 
+#: Bodies up to this size may be parsed whole (:meth:`PageParser.parse_whole`).
+WHOLE_PAGE_BYTES = 4 * 1024 * 1024
+
 _JSON_SPACE = b" \t\r\n"
+
+# Every digit becomes "0", every other byte a space: a cheap look for long numbers.
+_DIGITS = bytes(0x30 if 0x30 <= byte <= 0x39 else 0x20 for byte in range(256))
+_LONG_DIGITS = b"0" * 19
 
 
 @dataclass(frozen=True)
@@ -204,6 +212,49 @@ class PageParser:
             )
         return self._take()
 
+    def parse_whole(self, body: bytes) -> list[Event]:
+        """Parse a complete body at once; the same events as feeding it and closing.
+
+        orjson reads small pages two to three times faster than the streaming
+        reader, but holds the body and all its rows at once: keep this to
+        bodies of a few megabytes (see :data:`WHOLE_PAGE_BYTES`). A body orjson
+        refuses is read again by the streaming reader, so that errors (and
+        their byte offsets, and truncation being transient) are the same
+        either way, and so is a body with a run of 19 digits or more (orjson
+        would read integers beyond 64 bits as floats, without a word).
+
+        Raises:
+            PageParseError: as :meth:`feed` and :meth:`close` would.
+        """
+        body = body.removeprefix(BOM)
+        try:
+            # orjson turns integers beyond 64 bits into floats without a word;
+            # any run of 19 digits goes to the streaming reader, which reads
+            # them exactly or refuses them.
+            if _LONG_DIGITS in body.translate(_DIGITS):
+                raise ValueError("a number may be too wide for orjson")
+            page = orjson.loads(body)
+        except ValueError:  # orjson.JSONDecodeError is one
+            events = self.feed(body)
+            return events + self.close()
+        self.bytes_fed = self._reader.given = len(body)
+        self._started = True
+        self._look(body)
+        if type(page) is not dict:
+            raise self._error("a page must be a JSON object", page)
+        self._page = watched = _Watched(self)
+        for key, value in page.items():
+            watched[key] = value
+            self._raise_failure()
+        self._page_complete()
+        self._raise_failure()
+        return self._take()
+
+    def _raise_failure(self) -> None:
+        if self._failure is not None:
+            failure, self._failure = self._failure, None
+            raise failure
+
     def _strip_bom(self, data: bytes) -> bytes:
         """Drop a leading UTF-8 BOM even when it arrives split across feeds."""
         self._head += data
@@ -229,12 +280,18 @@ class PageParser:
         return out
 
     def _error(
-        self, message: str, value: Any = None, *, incomplete: bool = False
+        self,
+        message: str,
+        value: Any = None,
+        *,
+        incomplete: bool = False,
+        offset: int | None = None,
     ) -> PageParseError:
         # yajl's messages draw a "(right here) ---^" picture over several
         # lines; an error is one line.
         message = message.strip().splitlines()[0] if message.strip() else message
-        offset = self._reader.given if self._looked else self.bytes_fed
+        if offset is None:
+            offset = self._reader.given if self._looked else self.bytes_fed
         text = f"{self.where}, byte {offset}: {message}"
         if value is not None:
             text += f": {shorten(value)}"
@@ -275,9 +332,7 @@ class PageParser:
         except ijson.JSONError as exc:
             raise self._error(f"invalid JSON: {exc}") from exc
         finally:
-            if self._failure is not None:
-                failure, self._failure = self._failure, None
-                raise failure
+            self._raise_failure()
 
     # -- hooks called while ijson builds ---------------------------------------
 
@@ -301,17 +356,24 @@ class PageParser:
             else:
                 self._out.append(HeaderValue(key, value))
         elif where is self._data:
-            self._end_table()
-            if type(value) is not list:
-                shape = "a map" if type(value) in (dict, _Watched) else "a scalar"
-                self._fail(f"data[{key!r}] must be a list of rows, got {shape}", value)
-                return
-            self._table, self._rows = key, value
+            self._start_table(key, value)
+
+    def _start_table(self, key: str, value: Any) -> None:
+        self._end_table()
+        if type(value) is not list:
+            shape = "a map" if type(value) in (dict, _Watched) else "a scalar"
+            self._fail(f"data[{key!r}] must be a list of rows, got {shape}", value)
+            return
+        self._table, self._rows = key, value
 
     def _start_data(self, value: Any) -> None:
         self._in_data = True
         if type(value) is _Watched:
             self._data = value
+        elif type(value) is dict:
+            # A page parsed whole (see parse_whole): every table is complete.
+            for table, rows in value.items():
+                self._start_table(table, rows)
         elif type(value) is list:
             self._data_list = value
         else:
@@ -330,6 +392,8 @@ class PageParser:
         if self._in_data:
             self._end_table()
             self._in_data = False
+            if self._data_list:
+                self._fail("data must map table names to lists of rows, not hold rows")
 
     def _end_table(self) -> None:
         if self._rows is not None:

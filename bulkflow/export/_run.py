@@ -47,7 +47,12 @@ from bulkflow._http import (
 from bulkflow._ijson import warn_if_slow
 from bulkflow.export._ahead import ReadAhead
 from bulkflow.export._connector import ExportConnector
-from bulkflow.export._parser import HeaderValue, PageParser, RowChunk
+from bulkflow.export._parser import (
+    WHOLE_PAGE_BYTES,
+    HeaderValue,
+    PageParser,
+    RowChunk,
+)
 from bulkflow.export._report import RunReport
 from bulkflow.pipeline import first_error, gc_tuned
 from bulkflow.protocol import (
@@ -112,6 +117,7 @@ class ExportRun:
         tune_gc: bool = True,
         timeouts: Timeouts | None = None,
         read_ahead: bool = True,
+        whole_page_bytes: int = WHOLE_PAGE_BYTES,
     ) -> None:
         warn_if_slow()
         self.connector = connector
@@ -123,6 +129,7 @@ class ExportRun:
         self.tune_gc = tune_gc
         self.timeouts = timeouts
         self.read_ahead = read_ahead
+        self.whole_page_bytes = whole_page_bytes
         self._ahead: ReadAhead | None = None
         self.report = RunReport(connector.code)
         self._http = http
@@ -354,9 +361,7 @@ class ExportRun:
                             max_chunk_rows=self.max_chunk_rows,
                             where=self._where(number),
                         )
-                        async for data in stream.aiter_bytes():
-                            await self._route(parser.feed(data), page, send)
-                        await self._route(parser.close(), page, send)
+                        await self._parse(stream, parser, page, send)
                         self.report.bytes += stream.bytes_read
                     await self._end(page, checkpoint, send)
         except BaseExceptionGroup as group_error:
@@ -373,6 +378,23 @@ class ExportRun:
         )
         self._notify()
         return page
+
+    async def _parse(
+        self,
+        stream: ResponseStream,
+        parser: PageParser,
+        page: _Page,
+        send: ObjectSendStream[_Message],
+    ) -> None:
+        """Parse the body as it arrives, or whole when it is declared small."""
+        length = stream.content_length
+        if length is not None and length <= self.whole_page_bytes:
+            whole = b"".join([data async for data in stream.aiter_bytes()])
+            await self._route(parser.parse_whole(whole), page, send)
+            return
+        async for data in stream.aiter_bytes():
+            await self._route(parser.feed(data), page, send)
+        await self._route(parser.close(), page, send)
 
     @asynccontextmanager
     async def _open(
@@ -578,12 +600,17 @@ async def export(
     progress: Callable[[RunReport], None] | None = None,
     timeouts: Timeouts | None = None,
     read_ahead: bool = True,
+    whole_page_bytes: int = WHOLE_PAGE_BYTES,
 ) -> RunReport:
     """Export ``connector`` into ``sink``: resume, or run incrementally from the cursor.
 
     Memory stays bounded by ``max_chunk_rows × max_buffered_chunks`` rows,
-    whatever the page size. Cancelling the call rolls back the page being
-    written; committed pages stay, and the next call resumes after them.
+    whatever the page size, plus one body of at most ``whole_page_bytes``:
+    pages that declare a length up to that are read whole and parsed with
+    orjson, which is faster on small pages (0 streams every page).
+
+    Cancelling the call rolls back the page being written; committed pages
+    stay, and the next call resumes after them.
 
     Raises:
         ApiError, TransportError, DataError, SinkError: see :meth:`ExportRun.run`.
@@ -597,5 +624,6 @@ async def export(
         progress=progress,
         timeouts=timeouts,
         read_ahead=read_ahead,
+        whole_page_bytes=whole_page_bytes,
     )
     return await run.run()
