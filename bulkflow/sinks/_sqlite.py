@@ -278,6 +278,11 @@ class SQLiteSink:
                 self._delete(table, deletes)
         except sqlite3.Error as exc:
             raise SinkError(f"{self.path}: writing {table!r} failed: {exc}") from exc
+        except OverflowError as exc:
+            raise SinkError(
+                f"{self.path}: writing {table!r} failed: an integer does not fit "
+                f"SQLite's 64 bits ({exc})"
+            ) from exc
         stats = self._stats
         if upserts:
             stats.upserts[table] = stats.upserts.get(table, 0) + len(upserts)
