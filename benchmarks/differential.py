@@ -28,6 +28,12 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--catalog", default="synthetic:600")
     parser.add_argument("--page-size", type=int, default=5)
+    parser.add_argument(
+        "--whole-page-limit",
+        type=int,
+        default=None,
+        help="passed to every export (0: every page streams; default: bulkflow's)",
+    )
     args = parser.parse_args()
 
     # Two thirds of the rounds with long-lived tokens (resumes), one third
@@ -39,6 +45,7 @@ def main() -> int:
             rounds=args.rounds - args.rounds // 3,
             page_size=args.page_size,
             kill_probability=0.3,
+            whole_page_limit=args.whole_page_limit,
         ),
         DifferentialPlan(
             catalog=args.catalog,
@@ -48,6 +55,7 @@ def main() -> int:
             kill_probability=0.3,
             token_ttl=1,
             pause_before_resume=2.2,
+            whole_page_limit=args.whole_page_limit,
         ),
     ]
     failed = False

@@ -33,6 +33,7 @@ from bulkflow._exceptions import (
 from bulkflow._http import safe_url
 from bulkflow._ijson import backend_warning
 from bulkflow.export import ExportConnector, ExportRun, RunReport
+from bulkflow.export._parser import WHOLE_PAGE_BYTES
 
 logger = logging.getLogger("bulkflow.cli")
 
@@ -171,6 +172,15 @@ def _add_export(commands: Any, common: argparse.ArgumentParser) -> None:
         help="ask for changes from the cursor minus SECONDS, to catch changes "
         "the service made visible late (they arrive twice, harmlessly)",
     )
+    export.add_argument(
+        "--whole-page-limit",
+        type=count(0, 2**31),
+        default=WHOLE_PAGE_BYTES,
+        metavar="BYTES",
+        help="read a page whole and parse it with orjson when it declares at "
+        "most BYTES, which is faster for small pages; larger pages stream "
+        f"(default: {WHOLE_PAGE_BYTES}, i.e. 4 MiB; 0 streams every page)",
+    )
     export.add_argument("--report", type=Path, help="write a JSON report to FILE")
     export.set_defaults(handler=_export)
 
@@ -257,7 +267,12 @@ async def _run_export(
 ) -> None:
     """Run with progress; write the report, also when the run fails."""
     with _progress(args) as progress:
-        run = ExportRun(connector, sink, progress=progress)
+        run = ExportRun(
+            connector,
+            sink,
+            progress=progress,
+            whole_page_bytes=args.whole_page_limit,
+        )
         try:
             await run.run()
         except BaseException as error:

@@ -82,6 +82,7 @@ def test_the_demo_exports_luma_then_finds_nothing_new(tmp_path: Path) -> None:
             "NOPE_UNSET",
         ),
         (["export", "--demo", "--page-size", "abc"], "'abc': give 1 to"),
+        (["export", "--demo", "--whole-page-limit", "-1"], "'-1': give 0 to"),
         (["serve", "--port", "70000"], "give 0 to 65,535"),
         (["serve", "--catalog", "synthetic:abc"], "synthetic needs a size"),
         (["export", "--demo", "--into", "postgres://x"], "sqlite:///PATH"),

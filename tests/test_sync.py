@@ -319,10 +319,22 @@ def test_churn_changes_the_fractions_asked_for(luma_store: CatalogStore) -> None
     assert result.deleted == round((191 + 1847) * 0.02)
 
 
-def test_differential_sync_with_kills_ends_exact(tmp_path: Path) -> None:
-    """Seeded churn, incremental runs and SIGKILLs end equal to a fresh export."""
+@pytest.mark.parametrize("whole_page_limit", [None, 0], ids=["default", "streamed"])
+def test_differential_sync_with_kills_ends_exact(
+    tmp_path: Path, whole_page_limit: int | None
+) -> None:
+    """Seeded churn, incremental runs and SIGKILLs end equal to a fresh export.
+
+    With bulkflow's default (these small pages are read whole) and with
+    every page streamed.
+    """
     plan = DifferentialPlan(
-        catalog="synthetic:600", seed=21, rounds=6, page_size=5, kill_probability=0.6
+        catalog="synthetic:600",
+        seed=21,
+        rounds=6,
+        page_size=5,
+        kill_probability=0.6,
+        whole_page_limit=whole_page_limit,
     )
 
     result = run_differential(tmp_path, plan)

@@ -108,6 +108,8 @@ class DifferentialPlan:
     token_ttl: int = 1800
     pause_before_resume: float = 0.0
     max_kill_delay: float = 1.5
+    #: ``--whole-page-limit`` of the exports; ``None`` keeps the default.
+    whole_page_limit: int | None = None
 
 
 def run_differential(workdir: Path, plan: DifferentialPlan) -> DifferentialResult:
@@ -281,6 +283,11 @@ def _command(
         str(plan.page_size),
         "--report",
         str(workdir / f"report-{code}.json"),
+        *(
+            []
+            if plan.whole_page_limit is None
+            else ["--whole-page-limit", str(plan.whole_page_limit)]
+        ),
     ]
 
 
