@@ -21,7 +21,7 @@ import argparse
 import asyncio
 import gc
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import ijson
 import orjson
@@ -58,7 +58,7 @@ def with_items(page: bytes) -> int:
     )
 
 
-def _rows(events: list[object]) -> int:
+def _rows(events: Sequence[object]) -> int:
     return sum(len(getattr(event, "rows", ())) for event in events)
 
 
