@@ -151,23 +151,41 @@ def _reap(proc: subprocess.Popen[bytes], *, kill: bool) -> tuple[int, float] | N
     return proc.returncode, usage.ru_maxrss / 1024
 
 
-class ServerProcess:
-    """The replay server as a child process, for the duration of a ``with``."""
+def replay_argv(plan: Plan) -> list[str]:
+    """The command line of the replay server for ``plan``."""
+    sizes = ",".join(str(size) for size in plan.page_sizes)
+    argv = [sys.executable, "-m", "bulkflow._bench._server"]
+    argv += ["--rows", str(plan.rows), "--page-sizes", sizes]
+    return argv + ["--seed", str(plan.seed), "--max-seconds", "86400"]
 
-    def __init__(self, plan: Plan, log: Path) -> None:
-        self.plan = plan
+
+class ServerProcess:
+    """A bench server as a child process, for the duration of a ``with``.
+
+    The server prints one JSON line (its URL first of all) once it serves,
+    and stops when its standard input closes.
+
+    Args:
+        argv: the server's command line.
+        log: where its standard error goes.
+        timeout: seconds to wait for the ready line.
+        hint: said when the server is not ready in time.
+    """
+
+    def __init__(
+        self, argv: list[str], log: Path, *, timeout: float, hint: str = ""
+    ) -> None:
+        self.argv = argv
         self.log = log
+        self.timeout = timeout
+        self.hint = hint
         self.ready: dict[str, Any] = {}
         self._proc: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> ServerProcess:
-        sizes = ",".join(str(size) for size in self.plan.page_sizes)
-        argv = [sys.executable, "-m", "bulkflow._bench._server"]
-        argv += ["--rows", str(self.plan.rows), "--page-sizes", sizes]
-        argv += ["--seed", str(self.plan.seed), "--max-seconds", "86400"]
         with self.log.open("wb") as log:
             self._proc = subprocess.Popen(
-                argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log
+                self.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log
             )
         try:
             self.ready = self._read_ready()
@@ -194,10 +212,10 @@ class ServerProcess:
         assert self._proc is not None and self._proc.stdout is not None
         with selectors.DefaultSelector() as selector:
             selector.register(self._proc.stdout, selectors.EVENT_READ)
-            if not selector.select(self.plan.timeout):
+            if not selector.select(self.timeout):
                 raise RuntimeError(
-                    f"the bench server was not ready within {self.plan.timeout:g} s "
-                    "(--timeout); it renders every page first"
+                    f"the bench server was not ready within {self.timeout:g} s "
+                    f"(--timeout){self.hint}"
                 )
         line = self._proc.stdout.readline()
         if not line:
@@ -248,17 +266,7 @@ class Bench:
         each rung keeps its own best. Peak RSS is the largest of all runs.
         """
         runs = [measure(attempt) for attempt in range(self.plan.repeat)]
-        good = [run for run in runs if "error" not in run]
-        if not good:
-            return runs[-1]
-        fastest: dict[str, Any] = max(good, key=_rows_per_s)
-        best = dict(fastest)
-        for key, value in best.items():
-            if key.endswith("_per_s") and isinstance(value, int | float):
-                best[key] = max(float(run[key]) for run in good)
-        best["peak_rss_mib"] = max(float(run["peak_rss_mib"]) for run in good)
-        best["runs"] = len(runs)
-        return best
+        return best_of(runs, "rows_per_s")
 
     def ceilings(self, page_size: int, attempt: int) -> dict[str, Any]:
         """Climb the ceiling ladder once in a child process."""
@@ -321,19 +329,9 @@ class Bench:
 
     def _read(self, child: ChildResult, report: Path) -> dict[str, Any]:
         """The child's JSON report with its peak RSS, or the reason it failed."""
-        failure = child.failure()
-        if failure is None and not report.exists():
-            failure = f"{shlex.join(child.argv[1:4])} wrote no report {report}"
-        result: dict[str, Any] = {
-            "peak_rss_mib": round(child.peak_rss_mib, 1),
-            "wall_seconds": round(child.wall_seconds, 3),
-            "command": shlex.join(child.argv),
-        }
-        if failure is not None:
-            self.failures.append(failure)
-            result["error"] = failure
-            return result
-        result.update(orjson.loads(report.read_bytes()))
+        result = read_child(child, report)
+        if "error" in result:
+            self.failures.append(str(result["error"]))
         return result
 
     def _count(self, db: Path) -> int:
@@ -345,8 +343,41 @@ class Bench:
         return rows
 
 
-def _rows_per_s(run: dict[str, Any]) -> float:
-    return float(run.get("rows_per_s") or 0.0)
+def read_child(child: ChildResult, report: Path) -> dict[str, Any]:
+    """The child's JSON report with its peak RSS; with ``error`` if it failed."""
+    failure = child.failure()
+    if failure is None and not report.exists():
+        failure = f"{shlex.join(child.argv[1:4])} wrote no report {report}"
+    result: dict[str, Any] = {
+        "peak_rss_mib": round(child.peak_rss_mib, 1),
+        "wall_seconds": round(child.wall_seconds, 3),
+        "command": shlex.join(child.argv),
+    }
+    if failure is not None:
+        result["error"] = failure
+        return result
+    result.update(orjson.loads(report.read_bytes()))
+    return result
+
+
+def best_of(runs: list[dict[str, Any]], rate: str) -> dict[str, Any]:
+    """The fastest of ``runs`` by ``rate``, each rate at its best, RSS at its most.
+
+    A client's figures come from its fastest run; for a ceiling ladder each
+    rung (every ``*_per_s`` figure) keeps its own best. Peak RSS is the
+    largest of all runs. When every run failed, the last one is returned.
+    """
+    good = [run for run in runs if "error" not in run]
+    if not good:
+        return runs[-1]
+    fastest: dict[str, Any] = max(good, key=lambda run: float(run.get(rate) or 0.0))
+    best = dict(fastest)
+    for key, value in best.items():
+        if key.endswith("_per_s") and isinstance(value, int | float):
+            best[key] = max(float(run[key]) for run in good)
+    best["peak_rss_mib"] = max(float(run["peak_rss_mib"]) for run in good)
+    best["runs"] = len(runs)
+    return best
 
 
 def run_plan(plan: Plan, progress: Callable[[str], None]) -> dict[str, Any]:
@@ -354,7 +385,11 @@ def run_plan(plan: Plan, progress: Callable[[str], None]) -> dict[str, Any]:
     plan.work_dir.mkdir(parents=True, exist_ok=True)
     load = [round(value, 2) for value in os.getloadavg()]
     progress(f"rendering {plan.rows:,} rows at page sizes {list(plan.page_sizes)}")
-    with ServerProcess(plan, plan.work_dir / "server.log") as server:
+    log = plan.work_dir / "server.log"
+    hint = "; it renders every page first"
+    with ServerProcess(
+        replay_argv(plan), log, timeout=plan.timeout, hint=hint
+    ) as server:
         bench = Bench(plan, server, progress)
         sweep = [bench.page_size(size) for size in plan.page_sizes]
     ready = {key: value for key, value in server.ready.items() if key != "url"}
