@@ -65,12 +65,16 @@ def _page_sizes(text: str) -> tuple[int, ...]:
 
 
 def add_bench_parser(subparsers: argparse._SubParsersAction[Any]) -> None:
-    """Add ``bench`` and its ``export`` subcommand to the CLI's subcommands."""
+    """Add ``bench`` and its ``export`` and ``import`` subcommands to the CLI."""
+    from bulkflow._bench._cli_import import IMPORT_EPILOG, add_import_bench
+
     bench = subparsers.add_parser(
         "bench",
         help="measure bulkflow against baselines and the machine's ceilings",
-        description="Measure bulkflow on this machine. See `bulkflow bench export -h`.",
-        epilog=_EPILOG,
+        description="Measure bulkflow on this machine, beside a naive client and "
+        "the ceilings of the machine. See `bulkflow bench export -h` and "
+        "`bulkflow bench import -h`.",
+        epilog=_EPILOG + IMPORT_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
 
@@ -95,6 +99,7 @@ def add_bench_parser(subparsers: argparse._SubParsersAction[Any]) -> None:
         plot="draw throughput and peak RSS against page size (needs matplotlib)",
     )
     export.set_defaults(handler=run_bench)
+    add_import_bench(kinds)
 
 
 def _add_scenario_options(parser: argparse.ArgumentParser) -> None:
