@@ -3,7 +3,7 @@
 Every measurement starts a fresh import server (``_import_server``, its own
 process on 127.0.0.1, an empty catalog, no rate limit or the scenario's
 ``--rate-limit``), runs one client in a child process through
-:func:`~bulkflow._bench._run.run_children` (peak RSS from ``wait4``), stops
+:func:`~bulkflow._bench._children.run_children` (its own peak RSS), stops
 the server and reads what the server saw: the time of every call it let in
 and of every call it refused for rate, the REFs it received per table and
 the CPU it spent. Rate figures come from that log, not from the clients.
@@ -19,15 +19,15 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from bulkflow._bench._import_items import write_items
-from bulkflow._bench._run import (
-    EXPORT_MODULE,
+from bulkflow._bench._children import (
     SECRET_ENV,
     ServerProcess,
     best_of,
     read_child,
     run_children,
 )
+from bulkflow._bench._import_items import write_items
+from bulkflow._bench._run import EXPORT_MODULE
 from bulkflow.import_._limits import max_in_any_window
 
 if TYPE_CHECKING:
