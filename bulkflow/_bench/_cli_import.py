@@ -41,7 +41,7 @@ each in a process of its own, one after the other, run:
              answers dropped (the server and loopback alone)
   bulkflow   the real `bulkflow import --direct` command: items/s, batches
              and slow-downs from its --report, peak RSS of its process
-             (ru_maxrss from wait4)
+             (its own ru_maxrss, read by a small reaper process)
   naive      loads the whole file, then one signed POST per batch, one at a
              time, no rate control beyond sleeping on a refusal
 
@@ -49,8 +49,10 @@ Throughput scenarios (one per --batch-sizes) have no rate limit. Rate
 scenarios (one per --rates) give the server that budget and bulkflow the
 same --rate; the server's own log then says how many calls reached it in
 any sliding second (refused ones included), how many it refused, and the
-pace of the calls it let in over the budget. Every run checks that the
-server received every item of the file.
+pace of the calls it let in over the budget (÷ budget). A sliding window
+lets a burst of `rate` calls through at once, so over a short run a bursty
+client's pace can pass 1: give the budget several seconds of calls. Every
+run checks that the server received every item of the file.
 
 Rates count items over the seconds of the work itself, from before the
 file is read to after the last answer, without interpreter start-up. The
