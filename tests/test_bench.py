@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sqlite3
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -153,3 +156,51 @@ def test_next_page_is_read_from_the_header_only() -> None:
     inside = b'{"time":1,"data":{"t":[["M",1,{"next_page":"http://evil/"}]]}}'
     assert find_next_page(inside) is None
     assert find_next_page(b'{"time":1,"next_page":"","data":{}}') is None
+
+
+# -- measured children -----------------------------------------------------------
+
+
+def test_a_childs_peak_memory_is_its_own_not_the_harnesss(tmp_path: Path) -> None:
+    """A tiny command started by a harness holding 300 MiB reports far less.
+
+    Linux carries the memory high-water mark across fork and exec, so a
+    command started straight from the harness would report the harness's.
+    """
+    from bulkflow._bench._children import run_children
+
+    held = bytearray(300 * 2**20)
+    held[::4096] = b"x" * len(held[::4096])
+    [child] = run_children(
+        [[sys.executable, "-c", "pass"]], [tmp_path / "pass.log"], timeout=60
+    )
+    assert child.returncode == 0
+    assert 0 < child.peak_rss_mib < 100
+    assert held[0] == ord("x")
+
+
+def test_a_child_that_holds_memory_reports_it(tmp_path: Path) -> None:
+    """A command that fills 200 MiB reports a peak of at least 200 MiB."""
+    from bulkflow._bench._children import run_children
+
+    fill = "block = b'x' * (200 * 2**20)"
+    [child] = run_children(
+        [[sys.executable, "-c", fill]], [tmp_path / "fill.log"], timeout=60
+    )
+    assert child.returncode == 0
+    assert child.peak_rss_mib >= 200
+
+
+def test_a_child_past_its_deadline_is_stopped_with_its_command(tmp_path: Path) -> None:
+    """The command is ended by its PID, reported as timed out, and gone."""
+    from bulkflow._bench._children import run_children
+
+    log = tmp_path / "sleep.log"
+    sleep = "import os, time; print(os.getpid(), flush=True); time.sleep(60)"
+    started = time.monotonic()
+    [child] = run_children([[sys.executable, "-c", sleep]], [log], timeout=1.0)
+    assert time.monotonic() - started < 15
+    assert child.timed_out and child.failure() is not None
+    pid = int(log.read_text().split()[0])
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)

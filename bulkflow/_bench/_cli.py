@@ -9,10 +9,14 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:
-    from bulkflow._console import count
-from bulkflow._bench._run import Plan
 from bulkflow._console import count
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from rich.console import Console
+
+    from bulkflow._bench._run import Plan
 
 #: What ``--smoke`` measures: a few seconds, for CI.
 SMOKE_ROWS = 5_000
@@ -61,12 +65,16 @@ def _page_sizes(text: str) -> tuple[int, ...]:
 
 
 def add_bench_parser(subparsers: argparse._SubParsersAction[Any]) -> None:
-    """Add ``bench`` and its ``export`` subcommand to the CLI's subcommands."""
+    """Add ``bench`` and its ``export`` and ``import`` subcommands to the CLI."""
+    from bulkflow._bench._cli_import import IMPORT_EPILOG, add_import_bench
+
     bench = subparsers.add_parser(
         "bench",
         help="measure bulkflow against baselines and the machine's ceilings",
-        description="Measure bulkflow on this machine. See `bulkflow bench export -h`.",
-        epilog=_EPILOG,
+        description="Measure bulkflow on this machine, beside a naive client and "
+        "the ceilings of the machine. See `bulkflow bench export -h` and "
+        "`bulkflow bench import -h`.",
+        epilog=_EPILOG + IMPORT_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
 
@@ -79,9 +87,19 @@ def add_bench_parser(subparsers: argparse._SubParsersAction[Any]) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _add_scenario_options(export)
-    _add_control_options(export)
-    _add_output_options(export)
+    smoke = (
+        f"a run of a few seconds for CI: {SMOKE_ROWS:,} rows, page size "
+        f"{SMOKE_PAGE_SIZE:,}; overrides --rows, --page-size and --page-sizes"
+    )
+    add_control_options(export, smoke=smoke)
+    add_output_options(
+        export,
+        json="write every figure as JSON (bulkflow, baselines, ceilings, ratios, "
+        "targets, machine, and each page size of a sweep)",
+        plot="draw throughput and peak RSS against page size (needs matplotlib)",
+    )
     export.set_defaults(handler=run_bench)
+    add_import_bench(kinds)
 
 
 def _add_scenario_options(parser: argparse.ArgumentParser) -> None:
@@ -132,7 +150,8 @@ def _add_scenario_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _add_control_options(parser: argparse.ArgumentParser) -> None:
+def add_control_options(parser: argparse.ArgumentParser, *, smoke: str) -> None:
+    """``--repeat``, ``--timeout`` and ``--smoke`` (whose help is ``smoke``)."""
     control = parser.add_argument_group("how to run it")
     control.add_argument(
         "--repeat",
@@ -151,30 +170,16 @@ def _add_control_options(parser: argparse.ArgumentParser) -> None:
         help="the most any one process may take before it is killed (default 1800)",
     )
 
-    control.add_argument(
-        "--smoke",
-        action="store_true",
-        help=f"a run of a few seconds for CI: {SMOKE_ROWS:,} rows, page size "
-        f"{SMOKE_PAGE_SIZE:,}; overrides --rows, --page-size and --page-sizes",
-    )
+    control.add_argument("--smoke", action="store_true", help=smoke)
 
 
-def _add_output_options(parser: argparse.ArgumentParser) -> None:
+def add_output_options(
+    parser: argparse.ArgumentParser, *, json: str, plot: str
+) -> None:
+    """``--json``, ``--plot`` and ``--work-dir``, with the help texts given."""
     output = parser.add_argument_group("where results go")
-    output.add_argument(
-        "--json",
-        type=Path,
-        metavar="FILE",
-        help="write every figure as JSON (bulkflow, baselines, ceilings, ratios, "
-        "targets, machine, and each page size of a sweep)",
-    )
-
-    output.add_argument(
-        "--plot",
-        type=Path,
-        metavar="FILE.png",
-        help="draw throughput and peak RSS against page size (needs matplotlib)",
-    )
+    output.add_argument("--json", type=Path, metavar="FILE", help=json)
+    output.add_argument("--plot", type=Path, metavar="FILE.png", help=plot)
 
     output.add_argument(
         "--work-dir",
@@ -225,10 +230,31 @@ def run_bench(args: argparse.Namespace) -> int:
     Returns 1 when a measured process failed (the report says which), else 0;
     missed targets are reported, not failed on.
     """
-    from rich.console import Console
-
     from bulkflow._bench import _report
     from bulkflow._bench._run import run_plan
+
+    def measure(work_dir: Path, progress: Callable[[str], None]) -> dict[str, Any]:
+        plan = plan_from_args(args, work_dir)
+        return _report.build_report(plan, run_plan(plan, progress), dlt_baseline())
+
+    return run_and_report(args, measure, _report.print_report, _report.write_plot)
+
+
+def run_and_report(
+    args: argparse.Namespace,
+    measure: Callable[[Path, Callable[[str], None]], dict[str, Any]],
+    show: Callable[[dict[str, Any], Console], None],
+    plot: Callable[[dict[str, Any], Path], str | None],
+) -> int:
+    """Measure in the work folder, then print, write and plot the report.
+
+    ``measure`` gets the work folder (``--work-dir``, or a temporary one
+    removed afterwards) and a progress callback, and returns the report.
+    Returns 1 when the report lists failures, else 0.
+    """
+    from rich.console import Console
+
+    from bulkflow._bench._report import write_json
 
     console = Console(stderr=True, log_path=False)
     temporary = args.work_dir is None
@@ -236,17 +262,15 @@ def run_bench(args: argparse.Namespace) -> int:
         Path(tempfile.mkdtemp(prefix="bulkflow-bench-")) if temporary else args.work_dir
     )
     try:
-        plan = plan_from_args(args, work_dir)
-        raw = run_plan(plan, console.log)
-        report = _report.build_report(plan, raw, dlt_baseline())
+        report = measure(work_dir, console.log)
     finally:
         if temporary:
             shutil.rmtree(work_dir, ignore_errors=True)
-    _report.print_report(report, Console())
+    show(report, Console())
     if args.json is not None:
-        _report.write_json(report, args.json)
+        write_json(report, args.json)
     if args.plot is not None:
-        why_not = _report.write_plot(report, args.plot)
+        why_not = plot(report, args.plot)
         if why_not:
             console.print(f"--plot: {why_not}")
     return 1 if report["failures"] else 0

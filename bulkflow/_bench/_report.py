@@ -39,7 +39,7 @@ def _rate(result: dict[str, Any], key: str = "rows_per_s") -> float | None:
     return float(value) if value else None
 
 
-def _ratio(top: float | None, bottom: float | None) -> float | None:
+def ratio(top: float | None, bottom: float | None) -> float | None:
     return round(top / bottom, 3) if top and bottom else None
 
 
@@ -51,12 +51,12 @@ def ratios(entry: dict[str, Any]) -> dict[str, Any]:
     sink = _rate(entry["ceilings"], "sink_rows_per_s")
     lowest = min((r for r in (parse, sink) if r), default=None)
     return {
-        "bulkflow_vs_naive": _ratio(bulkflow, naive),
-        "bulkflow_vs_min_ceiling": _ratio(bulkflow, lowest),
+        "bulkflow_vs_naive": ratio(bulkflow, naive),
+        "bulkflow_vs_min_ceiling": ratio(bulkflow, lowest),
         "min_ceiling": "parse" if lowest and lowest == parse else "sink",
-        "bulkflow_vs_parse_ceiling": _ratio(bulkflow, parse),
-        "bulkflow_vs_sink_ceiling": _ratio(bulkflow, sink),
-        "naive_vs_min_ceiling": _ratio(naive, lowest),
+        "bulkflow_vs_parse_ceiling": ratio(bulkflow, parse),
+        "bulkflow_vs_sink_ceiling": ratio(bulkflow, sink),
+        "naive_vs_min_ceiling": ratio(naive, lowest),
     }
 
 
@@ -67,7 +67,7 @@ def _rss_growth(sweep: list[dict[str, Any]]) -> float | None:
     by_size = sorted(sweep, key=lambda entry: int(entry["page_size"]))
     small = by_size[0]["bulkflow"].get("peak_rss_mib")
     large = by_size[-1]["bulkflow"].get("peak_rss_mib")
-    return _ratio(large, small)
+    return ratio(large, small)
 
 
 def targets(figures: dict[str, Any]) -> dict[str, Any]:
@@ -218,7 +218,7 @@ def write_json(report: dict[str, Any], path: Path) -> None:
     path.write_bytes(orjson.dumps(report, option=options) + b"\n")
 
 
-def _num(value: float | None, digits: int = 0) -> str:
+def number_text(value: float | None, digits: int = 0) -> str:
     return "–" if value is None else f"{value:,.{digits}f}"
 
 
@@ -256,8 +256,10 @@ def _add_entry(table: Table, entry: dict[str, Any]) -> None:
     for label, key in RUNGS:
         rate = _rate(ceilings, key)
         mb = ceilings.get("body_mb_per_s") if key == "body_rows_per_s" else None
-        share = _num(_ratio(rate, lowest), 2)
-        table.add_row(size, f"ceiling: {label}", _num(rate), _num(mb, 1), "", share)
+        share = number_text(ratio(rate, lowest), 2)
+        table.add_row(
+            size, f"ceiling: {label}", number_text(rate), number_text(mb, 1), "", share
+        )
         size = ""
 
     for label, key in (("bulkflow export", "bulkflow"), ("naive baseline", "naive")):
@@ -266,10 +268,15 @@ def _add_entry(table: Table, entry: dict[str, Any]) -> None:
             table.add_row("", label, "[red]failed[/red]", "", "", "")
             continue
         rate = _rate(result)
-        rss = _num(result.get("peak_rss_mib"), 1)
-        share = _num(_ratio(rate, lowest), 2)
+        rss = number_text(result.get("peak_rss_mib"), 1)
+        share = number_text(ratio(rate, lowest), 2)
         table.add_row(
-            "", f"[bold]{label}[/bold]", _num(rate), _mb_per_s(result), rss, share
+            "",
+            f"[bold]{label}[/bold]",
+            number_text(rate),
+            _mb_per_s(result),
+            rss,
+            share,
         )
 
 
@@ -277,7 +284,7 @@ def _mb_per_s(result: dict[str, Any]) -> str:
     seconds = result.get("seconds")
     if not result.get("bytes") or not seconds:
         return ""
-    return _num(float(result["bytes"]) / float(seconds) / 1e6, 1)
+    return number_text(float(result["bytes"]) / float(seconds) / 1e6, 1)
 
 
 def targets_table(report: dict[str, Any]) -> Table:
@@ -291,7 +298,7 @@ def targets_table(report: dict[str, Any]) -> Table:
             check["met"], "–"
         )
         table.add_row(
-            name, check["want"], _num(got, 2) if got is not None else "–", met
+            name, check["want"], number_text(got, 2) if got is not None else "–", met
         )
     return table
 

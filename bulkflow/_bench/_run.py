@@ -2,43 +2,38 @@
 
 Everything measured runs in a child process of its own, one kind at a time,
 so that the harness never competes with what it measures and each client's
-peak memory is its own: the harness reaps every child with ``os.wait4``,
-whose ``ru_maxrss`` is that child's high-water resident set (``VmHWM``).
-Every child has a deadline; one that passes it is killed by its PID and
-reported as failed, and the run goes on.
+peak memory is its own (``_children`` says how it is read). Every child has
+a deadline; one that passes it is killed and reported as failed, and the
+run goes on.
 """
 
 from __future__ import annotations
 
 import os
-import selectors
-import shlex
-import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import orjson
-
+from bulkflow._bench._children import (
+    SECRET_ENV,
+    ServerProcess,
+    best_of,
+    read_child,
+    run_children,
+)
 from bulkflow._bench._report import combine, count_rows
-from bulkflow.emulator import DEMO_CODE, DEMO_SECRET
+from bulkflow.emulator import DEMO_CODE
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
-    from types import TracebackType
+    from collections.abc import Callable
+
+    from bulkflow._bench._children import ChildResult
 
 #: bulkflow is measured as ``python -m EXPORT_MODULE export --url ... --report
 #: FILE``: the real command line, with the options a user would give it.
 EXPORT_MODULE = "bulkflow"
-
-#: The environment variable through which children get the connector's secret.
-SECRET_ENV = "BULKFLOW_BENCH_SECRET"
-
-#: Seconds between two looks at running children.
-POLL_SECONDS = 0.01
 
 
 @dataclass(frozen=True)
@@ -68,156 +63,12 @@ class Plan:
     keep: bool = False
 
 
-@dataclass
-class ChildResult:
-    """How one child process ended."""
-
-    argv: list[str]
-    returncode: int
-    peak_rss_mib: float
-    wall_seconds: float
-    log: Path
-    timed_out: bool = False
-
-    def failure(self) -> str | None:
-        """Why the child failed, with the end of its log; ``None`` if it did not."""
-        if self.returncode == 0 and not self.timed_out:
-            return None
-        why = "timed out" if self.timed_out else f"exited with {self.returncode}"
-        tail = _tail(self.log)
-        return f"{shlex.join(self.argv[1:4])} {why}: {tail}"
-
-
-def _tail(path: Path, lines: int = 8) -> str:
-    try:
-        text = path.read_text(errors="replace")
-    except OSError:
-        return "(no log)"
-    return " | ".join(text.strip().splitlines()[-lines:]) or "(empty log)"
-
-
-def child_env() -> dict[str, str]:
-    """The environment of every child: this one plus the connector's secret."""
-    return {**os.environ, SECRET_ENV: DEMO_SECRET}
-
-
-def run_children(
-    commands: Sequence[list[str]], logs: Sequence[Path], *, timeout: float
-) -> list[ChildResult]:
-    """Start ``commands`` together; reap each, killing any past ``timeout`` seconds."""
-    started = time.perf_counter()
-    procs: list[subprocess.Popen[bytes]] = []
-    results: dict[int, ChildResult] = {}
-    try:
-        for argv, log in zip(commands, logs, strict=True):
-            with log.open("wb") as sink:
-                procs.append(
-                    subprocess.Popen(argv, env=child_env(), stdout=sink, stderr=sink)
-                )
-
-        # Poll rather than block: several children may run, each with a deadline.
-        while len(results) < len(procs):
-            late = time.perf_counter() > started + timeout
-            for index, proc in enumerate(procs):
-                reaped = None if index in results else _reap(proc, kill=late)
-                if reaped is not None:
-                    wall = time.perf_counter() - started
-                    status, rss = reaped
-                    argv, log = commands[index], logs[index]
-                    results[index] = ChildResult(argv, status, rss, wall, log, late)
-            time.sleep(POLL_SECONDS)
-    except BaseException:
-        # Interrupted or unable to start them all: no child may outlive the harness.
-        for index, proc in enumerate(procs):
-            if index not in results:
-                _reap(proc, kill=True)
-        raise
-    return [results[index] for index in range(len(procs))]
-
-
-def _reap(proc: subprocess.Popen[bytes], *, kill: bool) -> tuple[int, float] | None:
-    """Return (exit code, peak RSS in MiB) once ``proc`` has ended, else ``None``.
-
-    ``os.wait4`` gives the resources of that one child, unlike
-    ``RUSAGE_CHILDREN``, which is the maximum over every child reaped so far.
-    """
-    if kill:
-        proc.kill()
-    pid, status, usage = os.wait4(proc.pid, 0 if kill else os.WNOHANG)
-    if pid == 0:
-        return None
-    # Popen must know the child is gone, or it would wait for it again.
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    return proc.returncode, usage.ru_maxrss / 1024
-
-
-class ServerProcess:
-    """The replay server as a child process, for the duration of a ``with``."""
-
-    def __init__(self, plan: Plan, log: Path) -> None:
-        self.plan = plan
-        self.log = log
-        self.ready: dict[str, Any] = {}
-        self._proc: subprocess.Popen[bytes] | None = None
-
-    def __enter__(self) -> ServerProcess:
-        sizes = ",".join(str(size) for size in self.plan.page_sizes)
-        argv = [sys.executable, "-m", "bulkflow._bench._server"]
-        argv += ["--rows", str(self.plan.rows), "--page-sizes", sizes]
-        argv += ["--seed", str(self.plan.seed), "--max-seconds", "86400"]
-        with self.log.open("wb") as log:
-            self._proc = subprocess.Popen(
-                argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log
-            )
-        try:
-            self.ready = self._read_ready()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    @property
-    def url(self) -> str:
-        """The server's URL."""
-        return str(self.ready["url"])
-
-    def _read_ready(self) -> dict[str, Any]:
-        """Wait for the server's ready line; raise if it dies or takes too long."""
-        assert self._proc is not None and self._proc.stdout is not None
-        with selectors.DefaultSelector() as selector:
-            selector.register(self._proc.stdout, selectors.EVENT_READ)
-            if not selector.select(self.plan.timeout):
-                raise RuntimeError(
-                    f"the bench server was not ready within {self.plan.timeout:g} s "
-                    "(--timeout); it renders every page first"
-                )
-        line = self._proc.stdout.readline()
-        if not line:
-            raise RuntimeError(f"the bench server failed: {_tail(self.log)}")
-        ready: dict[str, Any] = orjson.loads(line)
-        return ready
-
-    def stop(self) -> None:
-        """Close the server's input (it stops), then make sure it has ended."""
-        proc, self._proc = self._proc, None
-        if proc is None:
-            return
-        for stream in (proc.stdin, proc.stdout):
-            if stream is not None:
-                stream.close()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+def replay_argv(plan: Plan) -> list[str]:
+    """The command line of the replay server for ``plan``."""
+    sizes = ",".join(str(size) for size in plan.page_sizes)
+    argv = [sys.executable, "-m", "bulkflow._bench._server"]
+    argv += ["--rows", str(plan.rows), "--page-sizes", sizes]
+    return argv + ["--seed", str(plan.seed), "--max-seconds", "86400"]
 
 
 class Bench:
@@ -248,17 +99,7 @@ class Bench:
         each rung keeps its own best. Peak RSS is the largest of all runs.
         """
         runs = [measure(attempt) for attempt in range(self.plan.repeat)]
-        good = [run for run in runs if "error" not in run]
-        if not good:
-            return runs[-1]
-        fastest: dict[str, Any] = max(good, key=_rows_per_s)
-        best = dict(fastest)
-        for key, value in best.items():
-            if key.endswith("_per_s") and isinstance(value, int | float):
-                best[key] = max(float(run[key]) for run in good)
-        best["peak_rss_mib"] = max(float(run["peak_rss_mib"]) for run in good)
-        best["runs"] = len(runs)
-        return best
+        return best_of(runs, "rows_per_s")
 
     def ceilings(self, page_size: int, attempt: int) -> dict[str, Any]:
         """Climb the ceiling ladder once in a child process."""
@@ -321,19 +162,9 @@ class Bench:
 
     def _read(self, child: ChildResult, report: Path) -> dict[str, Any]:
         """The child's JSON report with its peak RSS, or the reason it failed."""
-        failure = child.failure()
-        if failure is None and not report.exists():
-            failure = f"{shlex.join(child.argv[1:4])} wrote no report {report}"
-        result: dict[str, Any] = {
-            "peak_rss_mib": round(child.peak_rss_mib, 1),
-            "wall_seconds": round(child.wall_seconds, 3),
-            "command": shlex.join(child.argv),
-        }
-        if failure is not None:
-            self.failures.append(failure)
-            result["error"] = failure
-            return result
-        result.update(orjson.loads(report.read_bytes()))
+        result = read_child(child, report)
+        if "error" in result:
+            self.failures.append(str(result["error"]))
         return result
 
     def _count(self, db: Path) -> int:
@@ -345,16 +176,16 @@ class Bench:
         return rows
 
 
-def _rows_per_s(run: dict[str, Any]) -> float:
-    return float(run.get("rows_per_s") or 0.0)
-
-
 def run_plan(plan: Plan, progress: Callable[[str], None]) -> dict[str, Any]:
     """Measure every page size of ``plan``; return the results, failures included."""
     plan.work_dir.mkdir(parents=True, exist_ok=True)
     load = [round(value, 2) for value in os.getloadavg()]
     progress(f"rendering {plan.rows:,} rows at page sizes {list(plan.page_sizes)}")
-    with ServerProcess(plan, plan.work_dir / "server.log") as server:
+    log = plan.work_dir / "server.log"
+    hint = "; it renders every page first"
+    with ServerProcess(
+        replay_argv(plan), log, timeout=plan.timeout, hint=hint
+    ) as server:
         bench = Bench(plan, server, progress)
         sweep = [bench.page_size(size) for size in plan.page_sizes]
     ready = {key: value for key, value in server.ready.items() if key != "url"}

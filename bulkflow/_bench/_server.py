@@ -211,7 +211,7 @@ async def serve(
         replay.book = await render_book(store, sizes, public_host=f"127.0.0.1:{port}")
         store.close()
         _announce(replay.book, port, loaded, time.perf_counter() - started)
-        await _wait_for_stop(max_seconds)
+        await wait_for_stop(max_seconds)
     finally:
         await runner.cleanup()
 
@@ -230,7 +230,7 @@ def _announce(book: PageBook, port: int, rows: int, seconds: float) -> None:
     sys.stdout.flush()
 
 
-async def _wait_for_stop(max_seconds: float) -> None:
+async def wait_for_stop(max_seconds: float) -> None:
     """Return when standard input closes (the harness is done or gone)."""
     loop = asyncio.get_running_loop()
     closed = asyncio.Event()

@@ -229,7 +229,7 @@ class ImportDesk:
         now: int,
     ) -> web.Response:
         """Answer one signed call of an import connector."""
-        refused = self._over_budget(connector, now)
+        refused = self.over_budget(connector, now)
         if refused is not None:
             return refused
         try:
@@ -250,8 +250,11 @@ class ImportDesk:
         body = {"version": API_VERSION, "time": now, "input_response": response}
         return web.Response(body=orjson.dumps(body), content_type="application/json")
 
-    def _over_budget(self, connector: Connector, now: int) -> web.Response | None:
-        """Refuse a call past the connector's rate budget; else record its arrival."""
+    def over_budget(self, connector: Connector, now: int) -> web.Response | None:
+        """Refuse a call past the connector's rate budget; else record its arrival.
+
+        Returns the refusal to answer with, or ``None`` for a call let in.
+        """
         arrived = time.monotonic()
         limit = connector.options.get("rate_limit")
         if limit:
