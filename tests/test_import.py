@@ -466,6 +466,36 @@ def test_an_item_larger_than_max_batch_bytes_is_a_data_error() -> None:
         batcher.add(big)
 
 
+@pytest.mark.parametrize("index", [0, 9, 10, 99, 1234])
+@pytest.mark.parametrize("encoding", ["form", "json"])
+def test_an_item_that_fits_alone_is_refused_only_beyond_the_bound(
+    encoding: Any, index: int
+) -> None:
+    """The least size of an item is its size first in a batch, wherever it comes.
+
+    The bound is measured here a second way: the item encoded alone into a
+    batch of its own. Exactly that many bytes pass, one byte fewer refuses,
+    whatever the item's index in the batch being filled.
+    """
+    big = item("P-big", name="ü & = x" * 200, tags=["a", None, ["b", "c"]], qty=None)
+    alone = Batcher(encoding=encoding)
+    alone.add(big)
+    least = alone.statistics().pending_bytes
+    for bound, refused in ((max(least, 1024), False), (least - 1, True)):
+        if bound < 1024:
+            continue
+        batcher = Batcher(max_items=50_000, max_batch_bytes=bound, encoding=encoding)
+        for number in range(index):
+            batcher.add(item(f"P-{number}"))
+        if refused:
+            with pytest.raises(DataError, match="P-big"):
+                batcher.add(big)
+        else:
+            batcher.add(big)
+            batches = batches_of(batcher, [])
+            assert batches[-1].items[-1] is big
+
+
 def test_the_digest_is_the_content_not_the_encoding() -> None:
     """Form and JSON batches of the same items share a digest; other items do not."""
     found = [item("P-1", price=1), item("P-2", price=2)]

@@ -12,10 +12,11 @@ import hashlib
 import re
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, quote_plus
 
 import orjson
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from bulkflow._exceptions import (
     ApiError,
@@ -44,6 +45,7 @@ from bulkflow.protocol import (
     error_for,
     list_values,
     media_values,
+    quote_form,
     reference_ids,
     round_page_size,
     schemas,
@@ -699,3 +701,23 @@ def test_reference_of_wrong_shape_raises_row_decode_error() -> None:
 def test_round_page_size(requested: int | None, served: int) -> None:
     """Sizes round down to a multiple of 500, at least 500; none asks for 1000."""
     assert round_page_size(requested) == served
+
+
+@settings(max_examples=500)
+@given(st.text())
+def test_quote_form_equals_urllibs_quote_plus(text: str) -> None:
+    """The fast form quoting spells every text as ``urllib.parse.quote_plus`` does."""
+    try:
+        expected = quote_plus(text)
+    except UnicodeEncodeError:  # lone surrogates: neither can spell them
+        with pytest.raises(UnicodeEncodeError):
+            quote_form(text)
+        return
+    assert quote_form(text) == expected
+
+
+@pytest.mark.parametrize("byte", range(256))
+def test_quote_form_spells_each_byte_as_quote_plus(byte: int) -> None:
+    """Every single byte value, ASCII or not, gets the same spelling."""
+    text = bytes([byte]).decode("latin-1")
+    assert quote_form(text) == quote_plus(text)

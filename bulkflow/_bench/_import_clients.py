@@ -7,8 +7,10 @@ interpreter start-up and imports are not counted.
 
 ``naive`` is what one writes without a pipeline: load the whole JSONL file
 into a list, then for each run of ``--batch-size`` items build the
-``input_data`` payload, encode it as a PHP-bracket form (as bulkflow does)
-with ``input_data_directly=1``, sign, POST, read the answer, next batch.
+``input_data`` payload, flatten it into PHP-bracket field names (bulkflow's
+``iter_fields``) and encode those with the standard library's ``urlencode``,
+as a script would, with ``input_data_directly=1``; sign, POST, read the
+answer, next batch.
 One request at a time, no rate control: a refusal for rate (API error 10
 or HTTP 429) makes it sleep for the ``Retry-After`` the server names (one
 second without one) and send the same batch again.
@@ -34,13 +36,14 @@ import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
 
 import aiohttp
 import orjson
 
 from bulkflow.import_._batch import Batcher
 from bulkflow.import_._sources import item_from_record
-from bulkflow.protocol import API_VERSION, encode_form, signed_params
+from bulkflow.protocol import API_VERSION, iter_fields, signed_params
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
@@ -83,7 +86,8 @@ async def naive_import(
     requests = refused = batches = 0
     async with aiohttp.ClientSession() as session:
         for first in range(0, len(records), batch_size):
-            body = encode_form(naive_payload(records[first : first + batch_size]))
+            payload = naive_payload(records[first : first + batch_size])
+            body = urlencode(list(iter_fields(payload)))
             batches += 1
             for _ in range(MAX_TRIES):
                 requests += 1

@@ -19,13 +19,12 @@ import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple
-from urllib.parse import quote_plus
 
 import orjson
 
 from bulkflow._exceptions import DataError, UsageError
 from bulkflow.import_._sources import ImportItem
-from bulkflow.protocol import iter_fields
+from bulkflow.protocol import iter_fields, quote_form
 
 #: The most items one import call may carry (``saleslayer-1.18.md`` §4.1).
 MAX_ITEMS_PER_CALL = 50_000
@@ -68,7 +67,7 @@ def form_fragment(kind: Kind, table: str, index: int, fields: dict[str, Any]) ->
             value=table,
         )
     pairs = iter_fields(form_value(fields), f"{kind}[{table}][{index}]")
-    return "&".join(f"{quote_plus(name)}={quote_plus(text)}" for name, text in pairs)
+    return "&".join(f"{quote_form(name)}={quote_form(text)}" for name, text in pairs)
 
 
 @dataclass
@@ -138,7 +137,7 @@ class Batch:
         extra = dict(extra or {})
         if self.encoding == "json":
             return orjson.dumps({**self.payload(), **extra}, default=str)
-        flags = [f"{quote_plus(k)}={quote_plus(v)}" for k, v in extra.items()]
+        flags = [f"{quote_form(k)}={quote_form(v)}" for k, v in extra.items()]
         return "&".join([*self._fragments, *flags]).encode()
 
     def _add(self, item: ImportItem, fragment: str | None, size: int) -> None:
@@ -236,9 +235,10 @@ class Batcher:
         Raises:
             DataError: an item that alone encodes to more than ``max_batch_bytes``.
         """
+        kind = _kind(item)
+        fragment, size, alone = self._encode(item, kind)
         # Refused before anything closes: the batch being filled must stay
         # in the batcher, for the caller to flush and send.
-        alone = self._alone_size(item)
         if alone > self.max_batch_bytes:
             raise DataError(
                 f"{item.where}: the item {item.ref!r} of {item.table!r} encodes to "
@@ -251,18 +251,17 @@ class Batcher:
         closed = None
         ref_key = (item.table, str(item.ref))
         seen = self._refs.get(ref_key)
-        if seen is not None and seen != _kind(item):
+        if seen is not None and seen != kind:
             closed = self._close()
-
-        # The size depends on the item's index in its batch: measure again
-        # once the item moves to a new batch.
-        fragment, size = self._encode(item)
-        if closed is None and self._batch.items and self._full_with(size):
+        elif self._batch.items and self._full_with(size):
             closed = self._close()
-            fragment, size = self._encode(item)
+        if closed is not None:
+            # The size depends on the item's index in its batch: encode
+            # again for its place in the new one.
+            fragment, size, _ = self._encode(item, kind)
 
         self._batch._add(item, fragment, size)
-        self._refs[ref_key] = _kind(item)
+        self._refs[ref_key] = kind
         return closed
 
     def flush(self) -> Batch | None:
@@ -292,23 +291,22 @@ class Batcher:
         self._refs.clear()
         return closed
 
-    def _alone_size(self, item: ImportItem) -> int:
-        """The item's encoded size as the first item of a batch: its least."""
-        kind = _kind(item)
+    def _encode(self, item: ImportItem, kind: Kind) -> tuple[str | None, int, int]:
+        """Encode ``item`` once for its place in the batch being filled.
+
+        Returns its form fragment (``None`` for JSON), its encoded size
+        there, and its size as the first item of a batch (its least), which
+        decides whether it can travel at all.
+        """
+        same = self._batch._lists.get((kind, item.table))
         if self.encoding == "json":
             fields = len(orjson.dumps(item.fields, default=str)) + 1
             table = len(orjson.dumps(item.table)) + len(kind) + 8
-            return fields + table + _JSON_ENVELOPE
-        return len(form_fragment(kind, item.table, 0, item.fields)) + 1
-
-    def _encode(self, item: ImportItem) -> tuple[str | None, int]:
-        """The item's form fragment (``None`` for JSON) and its encoded size."""
-        kind = _kind(item)
-        same = self._batch._lists.get((kind, item.table))
-        if self.encoding == "json":
-            size = len(orjson.dumps(item.fields, default=str)) + 1
-            if same is None:
-                size += len(orjson.dumps(item.table)) + len(kind) + 8
-            return None, size + (_JSON_ENVELOPE if not self._batch.items else 0)
-        fragment = form_fragment(kind, item.table, len(same or ()), item.fields)
-        return fragment, len(fragment) + 1
+            size = fields + (table if same is None else 0)
+            size += _JSON_ENVELOPE if not self._batch.items else 0
+            return None, size, fields + table + _JSON_ENVELOPE
+        index = len(same or ())
+        fragment = form_fragment(kind, item.table, index, item.fields)
+        # Every field name carries the index once; at index 0 it is one digit.
+        alone = len(fragment) + 1 - (len(str(index)) - 1) * (fragment.count("&") + 1)
+        return fragment, len(fragment) + 1, alone

@@ -18,6 +18,7 @@ from bulkflow.protocol._forms import (
     decode_pairs as decode_pairs,
     encode_form as encode_form,
     iter_fields as iter_fields,
+    quote_form as quote_form,
 )
 from bulkflow.protocol._pagination import (
     DEFAULT_PAGE_SIZE as DEFAULT_PAGE_SIZE,
@@ -78,6 +79,7 @@ __all__ = [
     "iter_fields",
     "list_values",
     "media_values",
+    "quote_form",
     "reference_ids",
     "round_page_size",
     "schemas",

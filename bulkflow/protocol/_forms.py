@@ -11,11 +11,34 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Mapping
 from typing import Any
-from urllib.parse import parse_qsl, quote_plus
+from urllib.parse import parse_qsl
 
 from bulkflow._exceptions import DataError
 
 _BRACKETS = re.compile(r"\[([^\[\]]*)\]")
+
+
+_UNRESERVED = frozenset(
+    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-~"
+)
+
+#: What each byte becomes in a form: itself, ``+`` for a space, else ``%XX``.
+_FORM_BYTES = [
+    chr(byte) if byte in _UNRESERVED else "+" if byte == 0x20 else f"%{byte:02X}"
+    for byte in range(256)
+]
+
+
+def quote_form(text: str) -> str:
+    """``urllib.parse.quote_plus(text)``, two to three times faster.
+
+    ``str.translate`` over a table of the 256 bytes runs in C; non-ASCII text
+    is first spelled as its UTF-8 bytes (one character per byte, by way of
+    Latin-1), so that each byte gets its own ``%XX``.
+    """
+    if not text.isascii():
+        text = text.encode().decode("latin-1")
+    return text.translate(_FORM_BYTES)
 
 
 def iter_fields(value: Any, prefix: str = "") -> Iterator[tuple[str, str]]:
@@ -25,7 +48,9 @@ def iter_fields(value: Any, prefix: str = "") -> Iterator[tuple[str, str]]:
         DataError: a key holding ``[`` or ``]``, which would change the
             structure the receiver decodes (``a][b`` would nest a ``b``).
     """
-    if isinstance(value, Mapping):
+    if type(value) is str:  # most values: no ABC checks on the way
+        yield prefix, value
+    elif type(value) is dict or isinstance(value, Mapping):
         for key, member in value.items():
             if "[" in str(key) or "]" in str(key):
                 raise DataError(
@@ -50,7 +75,7 @@ def iter_fields(value: Any, prefix: str = "") -> Iterator[tuple[str, str]]:
 def encode_form(data: Mapping[str, Any]) -> str:
     """Return ``data`` as an ``application/x-www-form-urlencoded`` body."""
     return "&".join(
-        f"{quote_plus(name)}={quote_plus(text)}" for name, text in iter_fields(data)
+        f"{quote_form(name)}={quote_form(text)}" for name, text in iter_fields(data)
     )
 
 
