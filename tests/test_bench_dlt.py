@@ -1,11 +1,15 @@
 """Specification tests for the dlt baselines of ``bulkflow bench export``.
 
-The row mapping is tested without dlt; the client itself, end to end against
-the replay server, only where dlt is installed (``pip install 'bulkflow[dlt]'``).
+The row mapping, the skip reasons and the report's layout are tested without
+dlt; the client itself, end to end against the replay server, only where
+dlt is installed (``pip install 'bulkflow[dlt]'``).
 """
 
 from __future__ import annotations
 
+import argparse
+import importlib.util
+import io
 import subprocess
 import sys
 from pathlib import Path
@@ -13,8 +17,11 @@ from typing import Any
 
 import orjson
 import pytest
+from rich.console import Console
 
+from bulkflow._bench._cli import add_bench_parser, dlt_skipped, plan_from_args
 from bulkflow._bench._dlt import DUCKDB_FILE, column_names, row_dict
+from bulkflow._bench._report import build_report, print_report
 from bulkflow._bench._run import SECRET_ENV, Plan, ServerProcess, child_env
 from bulkflow.emulator import DEMO_CODE
 from bulkflow.emulator._synthetic import load_synthetic
@@ -32,6 +39,13 @@ LAYOUT: list[str | dict[str, Any]] = [
     "product_tags",
     {"product_image": ["STATUS", "ID", "ORG", "THM"]},
 ]
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    """Parse ``argv`` the way the ``bulkflow`` command line does."""
+    parser = argparse.ArgumentParser(prog="bulkflow")
+    add_bench_parser(parser.add_subparsers(dest="command", required=True))
+    return parser.parse_args(argv)
 
 
 def test_column_names_name_media_columns_by_their_key() -> None:
@@ -59,6 +73,88 @@ def test_a_row_of_another_length_than_its_schema_is_refused() -> None:
     """A row with a value missing cannot be mapped silently."""
     with pytest.raises(ValueError):
         row_dict(column_names(LAYOUT), ["M", 200, [10], "P-200", ["new"]])
+
+
+def no_spec(missing: str) -> Any:
+    """A stand-in for ``importlib.util.find_spec`` that lacks one module."""
+    real = importlib.util.find_spec
+
+    def find_spec(name: str) -> object:
+        return None if name == missing else real(name)
+
+    return find_spec
+
+
+@pytest.mark.parametrize("missing", ["dlt", "duckdb", "pyarrow"])
+def test_dlt_baselines_are_skipped_without_dlt_and_its_extras(
+    monkeypatch: pytest.MonkeyPatch, missing: str
+) -> None:
+    """Without dlt, DuckDB or pyarrow nothing of dlt runs, and the reason says
+    what is missing and how to install it."""
+    monkeypatch.setattr(importlib.util, "find_spec", no_spec(missing))
+    args = parse(["bench", "export", "--rows", "5000"])
+    reason = dlt_skipped(args)
+    assert reason is not None and missing in reason and "bulkflow[dlt]" in reason
+    assert plan_from_args(args, Path("unused")).dlt == ()
+
+
+def test_dlt_baselines_run_when_installed_unless_told_not_to(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With every module there, both destinations run; --no-dlt and --smoke
+    leave them out."""
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: object())
+    args = parse(["bench", "export", "--rows", "5000"])
+    assert plan_from_args(args, Path("unused")).dlt == ("duckdb", "parquet")
+    for option in ("--no-dlt", "--smoke"):
+        args = parse(["bench", "export", option])
+        assert plan_from_args(args, Path("unused")).dlt == ()
+        assert option in str(dlt_skipped(args))
+
+
+def client(rate: float, rss: float) -> dict[str, Any]:
+    """A client's figures as the harness records them."""
+    return {"rows": 3000, "rows_per_s": rate, "peak_rss_mib": rss}
+
+
+def test_the_report_lays_out_measured_dlt_baselines() -> None:
+    """Measured dlt baselines go under baselines, into the ratios and the table."""
+    plan = Plan(rows=3000, page_sizes=(1000,), headline=1000, dlt=("duckdb",))
+    entry = {
+        "page_size": 1000,
+        "ceilings": {"parse_rows_per_s": 90_000.0, "sink_rows_per_s": 60_000.0},
+        "bulkflow": client(30_000.0, 50.0),
+        "naive": client(15_000.0, 80.0),
+        "dlt_duckdb": client(3_000.0, 300.0),
+    }
+    raw = {"load_average_start": [0.0], "server": {}, "sweep": [entry]}
+    report = build_report(plan, {**raw, "failures": []}, None)
+
+    assert report["baselines"]["dlt_duckdb"]["peak_rss_mib"] == 300.0
+    assert report["baselines"]["dlt_parquet"] == {"skipped": "not run"}
+    assert report["ratios"]["bulkflow_vs_dlt_duckdb"] == 10.0
+    out = io.StringIO()
+    print_report(report, Console(file=out, width=120))
+    [line] = [line for line in out.getvalue().splitlines() if "DuckDB" in line]
+    assert "3,000" in line and "300.0" in line
+
+
+def test_the_report_says_why_dlt_did_not_run() -> None:
+    """Skipped dlt baselines carry the reason, in the JSON and under the table."""
+    plan = Plan(rows=3000, page_sizes=(1000,), headline=1000)
+    entry = {
+        "page_size": 1000,
+        "ceilings": {},
+        "bulkflow": client(30_000.0, 50.0),
+        "naive": client(15_000.0, 80.0),
+    }
+    raw = {"load_average_start": [0.0], "server": {}, "sweep": [entry], "failures": []}
+    report = build_report(plan, raw, "not run: --no-dlt")
+    for key in ("dlt_duckdb", "dlt_parquet"):
+        assert report["baselines"][key] == {"skipped": "not run: --no-dlt"}
+    out = io.StringIO()
+    print_report(report, Console(file=out, width=120))
+    assert "dlt baselines not run: --no-dlt" in out.getvalue()
 
 
 # The tests below run dlt itself.
@@ -153,3 +249,23 @@ def test_later_pages_are_plain_gets_and_an_empty_next_page_ends_the_run() -> Non
     last._content = b'{"next_page": "", "data": {}}'
     paginator.update_state(last)
     assert not paginator.has_next_page
+
+
+def test_bench_export_measures_both_dlt_baselines(tmp_path: Path) -> None:
+    """Outside --smoke, with dlt installed, the report has both dlt baselines,
+    each with every row of the feed, a rate and a peak memory."""
+    for name in ("dlt", "duckdb", "pyarrow"):
+        pytest.importorskip(name)
+    from bulkflow._bench._cli import run_bench
+
+    json_file = tmp_path / "bench.json"
+    argv = ["bench", "export", "--rows", str(ROWS), "--page-size", str(PAGE_SIZE)]
+    argv += ["--timeout", "120", "--json", str(json_file)]
+    assert run_bench(parse(argv)) == 0
+
+    report = orjson.loads(json_file.read_bytes())
+    for key in ("dlt_duckdb", "dlt_parquet"):
+        baseline = report["baselines"][key]
+        assert baseline["rows_in_db"] == baseline["rows_expected"] == feed_rows(ROWS)
+        assert baseline["rows_per_s"] > 0 and baseline["peak_rss_mib"] > 0
+        assert report["ratios"][f"bulkflow_vs_{key}"] > 0

@@ -5,7 +5,12 @@ so that the harness never competes with what it measures and each client's
 peak memory is its own: the harness reaps every child with ``os.wait4``,
 whose ``ru_maxrss`` is that child's high-water resident set (``VmHWM``).
 Every child has a deadline; one that passes it is killed by its PID and
-reported as failed, and the run goes on.
+reported as failed, and the run goes on. A client that ends well but has
+not delivered every row of the feed is reported as failed too.
+
+Over 400 lines: starting, reaping and timing children, the replay server's
+lifetime and the plan's sequence of measurements share one plan and one list
+of failures.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from __future__ import annotations
 import os
 import selectors
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -40,6 +46,9 @@ SECRET_ENV = "BULKFLOW_BENCH_SECRET"
 #: Seconds between two looks at running children.
 POLL_SECONDS = 0.01
 
+#: The dlt baselines are measured as ``python -m DLT_MODULE DESTINATION ...``.
+DLT_MODULE = "bulkflow._bench._dlt"
+
 
 @dataclass(frozen=True)
 class Plan:
@@ -55,6 +64,8 @@ class Plan:
         timeout: seconds any one child process may take.
         work_dir: where databases, reports and logs go.
         keep: keep the databases after their rows are counted.
+        dlt: the destinations of the dlt baselines to run (``duckdb``,
+            ``parquet``); none when dlt is not installed or not wanted.
     """
 
     rows: int
@@ -66,6 +77,7 @@ class Plan:
     timeout: float = 1800.0
     work_dir: Path = Path("bench-work")
     keep: bool = False
+    dlt: tuple[str, ...] = ()
 
 
 @dataclass
@@ -236,9 +248,12 @@ class Bench:
         entry: dict[str, Any] = {"page_size": page_size}
         self.progress(f"page size {page_size:,}: ceiling ladder")
         entry["ceilings"] = self._best(partial(self.ceilings, page_size))
-        for kind, label in (("bulkflow", "bulkflow export"), ("naive", "naive")):
+        kinds = [("bulkflow", "bulkflow export"), ("naive", "naive")]
+        kinds += [(f"dlt-{name}", f"dlt into {name}") for name in self.plan.dlt]
+        for kind, label in kinds:
             self.progress(f"page size {page_size:,}: {label}")
-            entry[kind] = self._best(partial(self.clients, kind, page_size))
+            key = kind.replace("-", "_")
+            entry[key] = self._best(partial(self.clients, kind, page_size))
         return entry
 
     def _best(self, measure: Callable[[int], dict[str, Any]]) -> dict[str, Any]:
@@ -286,16 +301,36 @@ class Bench:
         results = []
         for child, (db, report) in zip(children, files, strict=True):
             result = self._read(child, report)
-            result["rows_in_db"] = self._count(db)
+            if kind.startswith("dlt-"):
+                result["rows_in_db"] = self._loaded(db, result)
+            else:
+                result["rows_in_db"] = self._count(db)
             results.append(result)
-        return combine(results, expected=int(self.server.ready["rows"]))
+        combined = combine(results, expected=int(self.server.ready["rows"]))
+        self._check_rows(kind, combined)
+        return combined
+
+    def _check_rows(self, kind: str, result: dict[str, Any]) -> None:
+        """Report a client that ran but did not deliver every row of the feed."""
+        if "error" in result or result["rows_in_db"] == result["rows_expected"]:
+            return
+        found, expected = result["rows_in_db"], result["rows_expected"]
+        failure = f"{kind}: {found:,} rows arrived of the feed's {expected:,}"
+        self.failures.append(failure)
+        result["error"] = failure
 
     def _client_argv(
         self, kind: str, page_size: int, db: Path, report: Path
     ) -> list[str]:
+        connection = self._connection(page_size)
+        if kind.startswith("dlt-"):
+            # A dlt baseline writes a folder: its pipeline, DuckDB or Parquet.
+            destination = kind.removeprefix("dlt-")
+            argv = [sys.executable, "-m", DLT_MODULE, destination, *connection]
+            return argv + ["--into", str(db), "--report", str(report)]
         module = EXPORT_MODULE if kind == "bulkflow" else "bulkflow._bench._baselines"
         client = "export" if kind == "bulkflow" else kind
-        argv = [sys.executable, "-m", module, client, *self._connection(page_size)]
+        argv = [sys.executable, "-m", module, client, *connection]
         return argv + ["--into", f"sqlite:///{db}", "--report", str(report)]
 
     def _connection(self, page_size: int) -> list[str]:
@@ -311,6 +346,10 @@ class Bench:
         ]
 
     def _files(self, name: str) -> tuple[Path, Path]:
+        if name.startswith("dlt-"):
+            folder = self.plan.work_dir / name
+            shutil.rmtree(folder, ignore_errors=True)
+            return folder, self.plan.work_dir / f"{name}.json"
         db = self.plan.work_dir / f"{name}.sqlite"
         for stale in (db, Path(f"{db}-wal"), Path(f"{db}-shm")):
             stale.unlink(missing_ok=True)
@@ -343,6 +382,17 @@ class Bench:
             for path in (db, Path(f"{db}-wal"), Path(f"{db}-shm")):
                 path.unlink(missing_ok=True)
         return rows
+
+    def _loaded(self, folder: Path, result: dict[str, Any]) -> int:
+        """Rows a dlt baseline found in its destination; then remove its folder.
+
+        The client counts them itself after the load, in the DuckDB file or
+        the Parquet files, so that the harness needs neither DuckDB nor
+        pyarrow.
+        """
+        if not self.plan.keep:
+            shutil.rmtree(folder, ignore_errors=True)
+        return int(result.get("rows") or 0)
 
 
 def _rows_per_s(run: dict[str, Any]) -> float:
