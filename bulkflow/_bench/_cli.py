@@ -36,7 +36,10 @@ Against it, each in a process of its own and one kind at a time, run:
              peak RSS of its process (ru_maxrss from wait4, i.e. VmHWM)
   naive      a whole-page client (fetch, orjson.loads, executemany, commit,
              next page): rows/s and peak RSS the same way
-  dlt        dlt's REST source: not run yet; the report says why
+  dlt        where installed (pip install 'bulkflow[dlt]'): dlt's REST client
+             and a pipeline into DuckDB (dlt-duckdb) and into Parquet files
+             (dlt-parquet), full refresh, rows/s and peak RSS the same way;
+             not with --smoke or --no-dlt, and the report says why
 
 Rates count rows (or bytes) over the seconds of the work itself, without
 interpreter start-up. The machine is shared and noisy: use --repeat to keep
@@ -47,6 +50,7 @@ _EPILOG = """\
 examples:
   bulkflow bench export --smoke
   bulkflow bench export --rows 200000 --page-size 50000 --json bench.json
+  bulkflow bench export --rows 50000 --page-size 10000 --no-dlt
   bulkflow bench export --rows 200000 --page-sizes 1000,10000,50000,200000 \\
       --json sweep.json --plot sweep.png
 """
@@ -89,9 +93,16 @@ def add_bench_parser(subparsers: argparse._SubParsersAction[Any]) -> None:
     _add_scenario_options(export)
     smoke = (
         f"a run of a few seconds for CI: {SMOKE_ROWS:,} rows, page size "
-        f"{SMOKE_PAGE_SIZE:,}; overrides --rows, --page-size and --page-sizes"
+        f"{SMOKE_PAGE_SIZE:,}, no dlt baselines; overrides --rows, --page-size "
+        "and --page-sizes"
     )
     add_control_options(export, smoke=smoke)
+    export.add_argument(
+        "--no-dlt",
+        action="store_true",
+        help="skip the dlt baselines where dlt is installed; at about a tenth "
+        "of bulkflow's rows/s they take most of a run's time",
+    )
     add_output_options(
         export,
         json="write every figure as JSON (bulkflow, baselines, ceilings, ratios, "
@@ -192,6 +203,7 @@ def add_output_options(
 
 def plan_from_args(args: argparse.Namespace, work_dir: Path) -> Plan:
     """The :class:`~bulkflow._bench._run.Plan` the options describe."""
+    from bulkflow._bench._dlt import DESTINATIONS
     from bulkflow._bench._run import Plan
 
     if args.smoke:
@@ -211,17 +223,27 @@ def plan_from_args(args: argparse.Namespace, work_dir: Path) -> Plan:
         timeout=args.timeout,
         work_dir=work_dir,
         keep=args.work_dir is not None,
+        dlt=() if dlt_skipped(args) else DESTINATIONS,
     )
 
 
-def dlt_baseline() -> dict[str, Any]:
-    """Say why the dlt baseline did not run."""
-    if importlib.util.find_spec("dlt") is None:
-        return {"skipped": "dlt is not installed (an optional extra)"}
-    # dlt's REST source reads pages of JSON objects; this feed's rows are
-    # positional lists spread over several tables per page, which needs a
-    # custom source to be a fair comparison, and none is written yet.
-    return {"skipped": "dlt is installed, but the harness has no dlt source yet"}
+#: What the dlt baselines import: dlt with its DuckDB and Parquet extras.
+_DLT_MODULES = ("dlt", "duckdb", "pyarrow")
+
+
+def dlt_skipped(args: argparse.Namespace) -> str | None:
+    """Why the dlt baselines do not run, or ``None`` when they do."""
+    if args.no_dlt:
+        return "not run: --no-dlt"
+    if args.smoke:
+        return "not run with --smoke, which must take seconds"
+    missing = [name for name in _DLT_MODULES if importlib.util.find_spec(name) is None]
+    if missing:
+        return (
+            f"not run: {', '.join(missing)} not installed "
+            "(an optional extra: pip install 'bulkflow[dlt]')"
+        )
+    return None
 
 
 def run_bench(args: argparse.Namespace) -> int:
@@ -235,7 +257,8 @@ def run_bench(args: argparse.Namespace) -> int:
 
     def measure(work_dir: Path, progress: Callable[[str], None]) -> dict[str, Any]:
         plan = plan_from_args(args, work_dir)
-        return _report.build_report(plan, run_plan(plan, progress), dlt_baseline())
+        raw = run_plan(plan, progress)
+        return _report.build_report(plan, raw, dlt_skipped(args))
 
     return run_and_report(args, measure, _report.print_report, _report.write_plot)
 

@@ -25,6 +25,17 @@ TARGETS = (
     ("rss_largest_vs_smallest_page", "<=", 1.2),
 )
 
+#: The clients as the table and the plot name them: (label, key in a sweep entry).
+CLIENTS = (
+    ("bulkflow export", "bulkflow"),
+    ("naive baseline", "naive"),
+    ("dlt → DuckDB", "dlt_duckdb"),
+    ("dlt → Parquet", "dlt_parquet"),
+)
+
+#: The dlt baselines' keys, in ``baselines`` and in each sweep entry.
+DLT_KEYS = ("dlt_duckdb", "dlt_parquet")
+
 #: The rungs of the ceiling ladder as the table names them: (label, key).
 RUNGS = (
     ("body read", "body_rows_per_s"),
@@ -40,6 +51,7 @@ def _rate(result: dict[str, Any], key: str = "rows_per_s") -> float | None:
 
 
 def ratio(top: float | None, bottom: float | None) -> float | None:
+    """``top / bottom`` to three places, or ``None`` when either is missing."""
     return round(top / bottom, 3) if top and bottom else None
 
 
@@ -50,7 +62,7 @@ def ratios(entry: dict[str, Any]) -> dict[str, Any]:
     parse = _rate(entry["ceilings"], "parse_rows_per_s")
     sink = _rate(entry["ceilings"], "sink_rows_per_s")
     lowest = min((r for r in (parse, sink) if r), default=None)
-    return {
+    figures = {
         "bulkflow_vs_naive": ratio(bulkflow, naive),
         "bulkflow_vs_min_ceiling": ratio(bulkflow, lowest),
         "min_ceiling": "parse" if lowest and lowest == parse else "sink",
@@ -58,6 +70,10 @@ def ratios(entry: dict[str, Any]) -> dict[str, Any]:
         "bulkflow_vs_sink_ceiling": ratio(bulkflow, sink),
         "naive_vs_min_ceiling": ratio(naive, lowest),
     }
+    for key in DLT_KEYS:
+        if key in entry:
+            figures[f"bulkflow_vs_{key}"] = ratio(bulkflow, _rate(entry[key]))
+    return figures
 
 
 def _rss_growth(sweep: list[dict[str, Any]]) -> float | None:
@@ -83,15 +99,21 @@ def targets(figures: dict[str, Any]) -> dict[str, Any]:
 
 
 def build_report(
-    plan: Plan, raw: dict[str, Any], dlt: dict[str, Any]
+    plan: Plan, raw: dict[str, Any], dlt_skipped: str | None
 ) -> dict[str, Any]:
-    """Lay out the results: the headline page size on top, every page size below."""
+    """Lay out the results: the headline page size on top, every page size below.
+
+    ``dlt_skipped`` says why the dlt baselines did not run; each of them is
+    then ``{"skipped": reason}`` in ``baselines``.
+    """
     sweep = raw["sweep"]
     for entry in sweep:
         entry["ratios"] = ratios(entry)
     head = next(e for e in sweep if e["page_size"] == plan.headline)
     all_ratios = {**head["ratios"], "rss_largest_vs_smallest_page": _rss_growth(sweep)}
     figures = {**all_ratios, "peak_rss_mib": head["bulkflow"].get("peak_rss_mib")}
+    skipped = {"skipped": dlt_skipped or "not run"}
+    dlt = {key: head.get(key, skipped) for key in DLT_KEYS}
 
     return {
         "scenario": {
@@ -106,7 +128,7 @@ def build_report(
         "machine": {**machine(), "load_average_start": raw["load_average_start"]},
         "server": raw["server"],
         "bulkflow": head["bulkflow"],
-        "baselines": {"naive": head["naive"], "dlt": dlt},
+        "baselines": {"naive": head["naive"], **dlt},
         "ceilings": head["ceilings"],
         "ratios": all_ratios,
         "targets": targets(figures),
@@ -133,7 +155,16 @@ def machine() -> dict[str, Any]:
     }
 
 
-_PACKAGES = ("bulkflow", "aiohttp", "anyio", "ijson", "orjson")
+_PACKAGES = (
+    "bulkflow",
+    "aiohttp",
+    "anyio",
+    "ijson",
+    "orjson",
+    "dlt",
+    "duckdb",
+    "pyarrow",
+)
 
 
 def _version(name: str) -> str | None:
@@ -229,11 +260,11 @@ def results_table(report: dict[str, Any]) -> Table:
     and sink ceilings at the same page size.
     """
     scenario = report["scenario"]
-    dlt = report["baselines"]["dlt"]
+    skipped = {report["baselines"][key].get("skipped") for key in DLT_KEYS}
     table = Table(
         title=f"bench export: {scenario['rows']:,} rows into SQLite, "
         f"{scenario['connectors']} connector(s)",
-        caption=f"dlt baseline: {dlt.get('skipped') or dlt.get('error') or 'ran'}",
+        caption=" / ".join(f"dlt baselines {why}" for why in skipped if why) or None,
     )
 
     table.add_column("page", justify="right")
@@ -262,8 +293,10 @@ def _add_entry(table: Table, entry: dict[str, Any]) -> None:
         )
         size = ""
 
-    for label, key in (("bulkflow export", "bulkflow"), ("naive baseline", "naive")):
-        result = entry[key]
+    for label, key in CLIENTS:
+        result = entry.get(key)
+        if result is None:
+            continue
         if "error" in result:
             table.add_row("", label, "[red]failed[/red]", "", "", "")
             continue
@@ -323,13 +356,13 @@ def write_plot(report: dict[str, Any], path: Path) -> str | None:
     sweep = sorted(report["sweep"], key=lambda entry: int(entry["page_size"]))
     sizes = [int(entry["page_size"]) for entry in sweep]
     figure, (speed, memory) = pyplot.subplots(1, 2, figsize=(12, 4.5))
-    for label, pick in _speed_lines():
+    for label, pick in _speed_lines(sweep):
         values = [pick(entry) for entry in sweep]
         speed.plot(sizes, values, marker="o", label=label, **_style(label))
     speed.set(xscale="log", xlabel="page size (rows)", ylabel="rows/s", ylim=(0, None))
     speed.set_title("throughput")
     speed.legend(fontsize="small")
-    for key, label in (("bulkflow", "bulkflow export"), ("naive", "naive baseline")):
+    for label, key in _measured(sweep):
         values = [entry[key].get("peak_rss_mib") for entry in sweep]
         memory.plot(sizes, values, marker="o", label=label, **_style(label))
     memory.set(
@@ -344,10 +377,15 @@ def write_plot(report: dict[str, Any], path: Path) -> str | None:
     return None
 
 
-def _speed_lines() -> list[tuple[str, Any]]:
+def _measured(sweep: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """The clients measured at every page size of ``sweep``: (label, key)."""
+    return [(label, key) for label, key in CLIENTS if all(key in e for e in sweep)]
+
+
+def _speed_lines(sweep: list[dict[str, Any]]) -> list[tuple[str, Any]]:
     lines: list[tuple[str, Any]] = [
-        ("bulkflow export", lambda e: e["bulkflow"].get("rows_per_s")),
-        ("naive baseline", lambda e: e["naive"].get("rows_per_s")),
+        (label, lambda e, k=key: e[k].get("rows_per_s"))
+        for label, key in _measured(sweep)
     ]
     for label, key in RUNGS[1:]:
         lines.append((f"ceiling: {label}", lambda e, k=key: e["ceilings"].get(k)))

@@ -4,12 +4,14 @@ Everything measured runs in a child process of its own, one kind at a time,
 so that the harness never competes with what it measures and each client's
 peak memory is its own (``_children`` says how it is read). Every child has
 a deadline; one that passes it is killed and reported as failed, and the
-run goes on.
+run goes on. A client that ends well but has not delivered every row of
+the feed is reported as failed too.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 from dataclasses import dataclass
 from functools import partial
@@ -35,6 +37,9 @@ if TYPE_CHECKING:
 #: FILE``: the real command line, with the options a user would give it.
 EXPORT_MODULE = "bulkflow"
 
+#: The dlt baselines are measured as ``python -m DLT_MODULE DESTINATION ...``.
+DLT_MODULE = "bulkflow._bench._dlt"
+
 
 @dataclass(frozen=True)
 class Plan:
@@ -50,6 +55,8 @@ class Plan:
         timeout: seconds any one child process may take.
         work_dir: where databases, reports and logs go.
         keep: keep the databases after their rows are counted.
+        dlt: the destinations of the dlt baselines to run (``duckdb``,
+            ``parquet``); none when dlt is not installed or not wanted.
     """
 
     rows: int
@@ -61,6 +68,7 @@ class Plan:
     timeout: float = 1800.0
     work_dir: Path = Path("bench-work")
     keep: bool = False
+    dlt: tuple[str, ...] = ()
 
 
 def replay_argv(plan: Plan) -> list[str]:
@@ -87,9 +95,12 @@ class Bench:
         entry: dict[str, Any] = {"page_size": page_size}
         self.progress(f"page size {page_size:,}: ceiling ladder")
         entry["ceilings"] = self._best(partial(self.ceilings, page_size))
-        for kind, label in (("bulkflow", "bulkflow export"), ("naive", "naive")):
+        kinds = [("bulkflow", "bulkflow export"), ("naive", "naive")]
+        kinds += [(f"dlt-{name}", f"dlt into {name}") for name in self.plan.dlt]
+        for kind, label in kinds:
             self.progress(f"page size {page_size:,}: {label}")
-            entry[kind] = self._best(partial(self.clients, kind, page_size))
+            key = kind.replace("-", "_")
+            entry[key] = self._best(partial(self.clients, kind, page_size))
         return entry
 
     def _best(self, measure: Callable[[int], dict[str, Any]]) -> dict[str, Any]:
@@ -127,16 +138,36 @@ class Bench:
         results = []
         for child, (db, report) in zip(children, files, strict=True):
             result = self._read(child, report)
-            result["rows_in_db"] = self._count(db)
+            if kind.startswith("dlt-"):
+                result["rows_in_db"] = self._loaded(db, result)
+            else:
+                result["rows_in_db"] = self._count(db)
             results.append(result)
-        return combine(results, expected=int(self.server.ready["rows"]))
+        combined = combine(results, expected=int(self.server.ready["rows"]))
+        self._check_rows(kind, combined)
+        return combined
+
+    def _check_rows(self, kind: str, result: dict[str, Any]) -> None:
+        """Report a client that ran but did not deliver every row of the feed."""
+        if "error" in result or result["rows_in_db"] == result["rows_expected"]:
+            return
+        found, expected = result["rows_in_db"], result["rows_expected"]
+        failure = f"{kind}: {found:,} rows arrived of the feed's {expected:,}"
+        self.failures.append(failure)
+        result["error"] = failure
 
     def _client_argv(
         self, kind: str, page_size: int, db: Path, report: Path
     ) -> list[str]:
+        connection = self._connection(page_size)
+        if kind.startswith("dlt-"):
+            # A dlt baseline writes a folder: its pipeline, DuckDB or Parquet.
+            destination = kind.removeprefix("dlt-")
+            argv = [sys.executable, "-m", DLT_MODULE, destination, *connection]
+            return argv + ["--into", str(db), "--report", str(report)]
         module = EXPORT_MODULE if kind == "bulkflow" else "bulkflow._bench._baselines"
         client = "export" if kind == "bulkflow" else kind
-        argv = [sys.executable, "-m", module, client, *self._connection(page_size)]
+        argv = [sys.executable, "-m", module, client, *connection]
         return argv + ["--into", f"sqlite:///{db}", "--report", str(report)]
 
     def _connection(self, page_size: int) -> list[str]:
@@ -152,6 +183,10 @@ class Bench:
         ]
 
     def _files(self, name: str) -> tuple[Path, Path]:
+        if name.startswith("dlt-"):
+            folder = self.plan.work_dir / name
+            shutil.rmtree(folder, ignore_errors=True)
+            return folder, self.plan.work_dir / f"{name}.json"
         db = self.plan.work_dir / f"{name}.sqlite"
         for stale in (db, Path(f"{db}-wal"), Path(f"{db}-shm")):
             stale.unlink(missing_ok=True)
@@ -174,6 +209,17 @@ class Bench:
             for path in (db, Path(f"{db}-wal"), Path(f"{db}-shm")):
                 path.unlink(missing_ok=True)
         return rows
+
+    def _loaded(self, folder: Path, result: dict[str, Any]) -> int:
+        """Rows a dlt baseline found in its destination; then remove its folder.
+
+        The client counts them itself after the load, in the DuckDB file or
+        the Parquet files, so that the harness needs neither DuckDB nor
+        pyarrow.
+        """
+        if not self.plan.keep:
+            shutil.rmtree(folder, ignore_errors=True)
+        return int(result.get("rows") or 0)
 
 
 def run_plan(plan: Plan, progress: Callable[[str], None]) -> dict[str, Any]:
