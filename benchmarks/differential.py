@@ -24,7 +24,7 @@ from bulkflow.testing import DifferentialPlan, run_differential
 #: Churn per round for long runs: deletions and hidden categories (which hide
 #: everything below them) at the default rates empty the catalog within a
 #: hundred rounds, and a comparison of an empty replica proves little.
-CHURN = {"update": 0.05, "delete": 0.005, "hide": 0.01, "add": 0.02}
+UPDATE, DELETE, HIDE, ADD = 0.05, 0.005, 0.01, 0.02
 
 #: Fewer rows than this in the fresh export make the comparison vacuous.
 MIN_ROWS_COMPARED = 100
@@ -54,7 +54,10 @@ def main() -> int:
             page_size=args.page_size,
             kill_probability=0.3,
             whole_page_limit=args.whole_page_limit,
-            **CHURN,
+            update=UPDATE,
+            delete=DELETE,
+            hide=HIDE,
+            add=ADD,
         ),
         DifferentialPlan(
             catalog=args.catalog,
@@ -65,7 +68,10 @@ def main() -> int:
             token_ttl=1,
             pause_before_resume=2.2,
             whole_page_limit=args.whole_page_limit,
-            **CHURN,
+            update=UPDATE,
+            delete=DELETE,
+            hide=HIDE,
+            add=ADD,
         ),
     ]
     failed = False
