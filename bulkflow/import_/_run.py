@@ -38,6 +38,7 @@ from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 import anyio
+import anyio.lowlevel
 from anyio.abc import ObjectReceiveStream, ObjectSendStream, TaskGroup
 from anyio.streams.memory import MemoryObjectSendStream
 
@@ -62,6 +63,10 @@ from bulkflow.pipeline import first_error
 logger = logging.getLogger("bulkflow.import")
 
 _Job = tuple[Batch, str]
+
+#: Items encoded between two chances for the event loop's other tasks
+#: (about a millisecond of work).
+_ITEMS_PER_TURN = 64
 
 
 class RunStatistics(NamedTuple):
@@ -266,6 +271,10 @@ class ImportRun:
                         closed = self.batcher.add(item)
                         if closed is not None:
                             await self._dispatch(closed, send)
+                        elif self.report.items_read % _ITEMS_PER_TURN == 0:
+                            # Encoding is CPU work on the event loop: let the
+                            # rate budget's wake-ups and the sends run.
+                            await anyio.lowlevel.checkpoint()
             except (DataError, UsageError) as exc:
                 # Stop reading, but send what was read before the bad record.
                 self._source_error = exc
