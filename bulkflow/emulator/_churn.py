@@ -89,6 +89,26 @@ def set_hidden(
         _touch_descendants(store, layout, trees, table, {id_}, at)
 
 
+def show_all(store: CatalogStore, *, now: int | None = None) -> int:
+    """Show every hidden item again, touching what is below it; return how many.
+
+    Long churn hides categories (and with them all below), so that a catalog
+    may end nearly empty; showing everything brings it back in one update.
+    """
+    layout = Layout.of(store)
+    with store.transaction():
+        at = int(time.time()) if now is None else now
+        trees = {table: store.tree(table) for table in layout.tables}
+        shown = 0
+        for table in layout.tables:
+            for id_, (_, hidden, _) in sorted(trees[table].items()):
+                if hidden:
+                    store.set_hidden(table, id_, False, at=at)
+                    _touch_descendants(store, layout, trees, table, {id_}, at)
+                    shown += 1
+    return shown
+
+
 def reconfigure(store: CatalogStore, code: str) -> None:
     """Change a connector's configuration (its next update becomes a refresh).
 

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from bulkflow.emulator import DEMO_CODE, DEMO_SECRET, CatalogStore, catalog_source
-from bulkflow.emulator._churn import churn
+from bulkflow.emulator._churn import churn, show_all
 
 #: The second connector of a two-connector run: a channel of a few categories.
 CHANNEL_CODE = "CN_BULKFLOW_CHANNEL"
@@ -110,6 +110,8 @@ class DifferentialPlan:
     max_kill_delay: float = 1.5
     #: ``--whole-page-limit`` of the exports; ``None`` keeps the default.
     whole_page_limit: int | None = None
+    #: After the first comparison, show every hidden item, sync and compare again.
+    show_all_at_end: bool = True
 
 
 def run_differential(workdir: Path, plan: DifferentialPlan) -> DifferentialResult:
@@ -137,13 +139,29 @@ def run_differential(workdir: Path, plan: DifferentialPlan) -> DifferentialResul
                 result.rounds += 1
             for code in codes:
                 _finish(url, code, replica, workdir, plan, result)
-            fresh = workdir / "fresh.sqlite"
-            for code in codes:
-                _export(url, code, fresh, workdir, plan, check=True)
-        _compare(replica, fresh, result)
+            _compare(replica, _fresh(url, codes, workdir, plan, "fresh"), result)
+            if plan.show_all_at_end and show_all(store):
+                # Hidden categories may have emptied the catalog: show every
+                # item again, sync once more, and compare that too (the
+                # items come back as upserts of an update).
+                for code in codes:
+                    _export(url, code, replica, workdir, plan, check=True)
+                    result.runs += 1
+                shown = _fresh(url, codes, workdir, plan, "fresh-shown")
+                _compare(replica, shown, result, label=" (all shown)")
     finally:
         store.close()
     return result
+
+
+def _fresh(
+    url: str, codes: list[str], workdir: Path, plan: DifferentialPlan, name: str
+) -> Path:
+    """A full export of every connector into a new file: what the replica should be."""
+    fresh = workdir / f"{name}.sqlite"
+    for code in codes:
+        _export(url, code, fresh, workdir, plan, check=True)
+    return fresh
 
 
 def _churn(store: CatalogStore, rng: random.Random, plan: DifferentialPlan) -> None:
@@ -402,7 +420,9 @@ def replica_tables(path: Path) -> dict[str, dict[Any, tuple[Any, ...]]]:
         db.close()
 
 
-def _compare(replica: Path, fresh: Path, result: DifferentialResult) -> None:
+def _compare(
+    replica: Path, fresh: Path, result: DifferentialResult, *, label: str = ""
+) -> None:
     got, want = replica_tables(replica), replica_tables(fresh)
     for name in sorted(set(got) | set(want)):
         mine, theirs = got.get(name, {}), want.get(name, {})
@@ -413,5 +433,5 @@ def _compare(replica: Path, fresh: Path, result: DifferentialResult) -> None:
                 id_ for id_ in set(mine) & set(theirs) if mine[id_] != theirs[id_]
             ),
         )
-        result.tables[name] = diff
+        result.tables[name + label] = diff
         result.rows_compared += len(theirs)
