@@ -628,3 +628,96 @@ def test_whole_page_does_not_turn_too_wide_integers_into_floats() -> None:
 
     with pytest.raises(PageParseError, match="integer overflow"):
         parse_whole(page)
+
+
+# -- what a tester found --------------------------------------------------------
+
+
+@pytest.mark.parametrize("depth", [600, 3000])
+@pytest.mark.parametrize("where", ["first", "last"])
+def test_a_deeply_nested_header_loses_nothing(depth: int, where: str) -> None:
+    """A header nested thousands deep comes out whole, and so does the rest."""
+    deep = b'"deep":' + b"[" * depth + b"1" + b"]" * depth
+    rest = b'"time":5,"data":{"t":[[1],[2]]},"next_page":"x"'
+    page = (
+        b"{" + (deep + b"," + rest if where == "first" else rest + b"," + deep) + b"}"
+    )
+
+    for events in (parse([page]), parse(pieces(page, 1000))):
+        headers = {e.key: e.value for e in events if isinstance(e, HeaderValue)}
+        assert headers["next_page"] == "x" and headers["time"] == 5
+        assert [e.rows for e in events if isinstance(e, RowChunk)] == [[[1], [2]]]
+        value = headers["deep"]
+        for _ in range(depth):
+            [value] = value
+        assert value == 1
+
+
+def test_a_hook_that_fails_refuses_the_page(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whatever goes wrong while ijson builds the page is raised, never swallowed."""
+    from bulkflow.export import _parser
+
+    def broken(value: Any) -> Any:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(_parser, "_plain", broken)
+    with pytest.raises(PageParseError, match="RuntimeError: boom"):
+        parse([b'{"schema":{"a":1},"data":{"t":[[1]]},"time":1}'])
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"data":{"t":[["M","\\udc00"]]}}',
+        b'{"data":{"t":[["M","\xed\xa0\x80"]]}}',
+        b'{"data":{"t":[["M","\xc0\x80"]]}}',
+        b'{"data":{"t":[["M","\xf4\x90\x80\x80"]]}}',
+    ],
+    ids=["lone-low-surrogate", "utf8-surrogate", "overlong", "beyond-unicode"],
+)
+def test_text_that_is_not_utf8_is_a_page_parse_error(body: bytes) -> None:
+    """Bytes that are not UTF-8 are bad data (exit 3), not a crash."""
+    with pytest.raises(PageParseError, match="UTF-8"):
+        parse([body])
+    with pytest.raises(PageParseError):
+        parse_whole(body)
+
+
+@pytest.mark.parametrize("tail", [b"1", b" t", b"-", b'"', b' "abc', b"x"])
+def test_bytes_after_the_page_are_refused_not_retried(tail: bytes) -> None:
+    """A tail after the page is bad data at once, never a truncation to retry."""
+    page = GENERATED_PAGE + tail
+
+    for events_of in (lambda: parse([page]), lambda: parse(pieces(page, 5))):
+        with pytest.raises(PageParseError) as caught:
+            events_of()
+        assert not isinstance(caught.value, IncompletePage)
+    with pytest.raises(PageParseError) as whole:
+        parse_whole(page)
+    assert not isinstance(whole.value, IncompletePage)
+
+
+def test_two_boms_are_refused_either_way() -> None:
+    """One BOM is skipped; a second is not a page, whole or streamed."""
+    body = BOM + BOM + GENERATED_PAGE
+    parse_error([body])
+    with pytest.raises(PageParseError):
+        parse_whole(body)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"data":{"t":[[1]]},"time":1,"data":{"t":[]}}',
+        b'{"data":[],"data":{"t":[[1]]}}',
+        b'{"data":{"t":[[1]],"u":[[2]],"t":[[3]]}}',
+        b'{"data":{"t": [ [1]],"t":[]}}',
+    ],
+    ids=["data-twice", "php-empty-then-data", "table-twice", "table-twice-spaced"],
+)
+def test_data_or_a_table_named_twice_is_refused_either_way(body: bytes) -> None:
+    """orjson would keep the last of two keys; streaming cannot: both refuse."""
+    error = parse_error([body])
+    assert "twice" in str(error)
+    with pytest.raises(PageParseError, match="twice"):
+        parse_whole(body)

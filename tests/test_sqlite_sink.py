@@ -77,3 +77,41 @@ def test_a_row_of_the_wrong_width_names_its_index(tmp_path: Path) -> None:
 
     with pytest.raises(RowDecodeError, match=r"'products', row 1\b"):
         write(db, [good, good[:-1]])
+
+
+def test_a_page_rolled_back_after_creating_tables_can_be_written_again(
+    tmp_path: Path,
+) -> None:
+    """A retried first page (its tables rolled back with it) writes, not fails."""
+    db = tmp_path / "replica.sqlite"
+    sink = SQLiteSink(db)
+    try:
+        sink.begin_page("CN1", 1, SCHEMAS)
+        sink.write("products", products(*PAGE["data"]["products"]), first_index=0)
+        sink.rollback_page()
+        sink.begin_page("CN1", 2, SCHEMAS)
+        sink.write("products", products(*PAGE["data"]["products"]), first_index=0)
+        sink.commit_page(Checkpoint("CN1", cursor=1))
+    finally:
+        sink.close()
+
+    wire = PAGE["data"]["products"]
+    assert len(stored(db)) == len([row for row in wire if row[0] != "D"])
+
+
+def test_a_list_where_the_schema_says_string_is_kept_as_json(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A feed that breaks its own schema loses nothing: the list is JSON text."""
+    db = tmp_path / "replica.sqlite"
+    row = products(PAGE["data"]["products"][0])[0]
+    row[3] = ["not", "a", "reference"]  # product_reference is a string column
+
+    write(db, [row])
+
+    assert orjson.loads(stored(db)[row[1]]["product_reference"]) == [
+        "not",
+        "a",
+        "reference",
+    ]
+    assert "product_reference" in caplog.text

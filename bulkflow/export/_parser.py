@@ -28,6 +28,7 @@ yajl, under ijson's C backend, reads no wider integers.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -99,7 +100,12 @@ class _Watched:
 
     def __setitem__(self, key: str, value: Any) -> None:
         self.members[key] = value
-        self._parser._member(self, key, value)
+        try:
+            self._parser._member(self, key, value)
+        except Exception as exc:
+            # ijson's C builder may swallow what a hook raises: keep it, so
+            # that the parser raises it once ijson hands control back.
+            self._parser._crash(exc)
 
     def __getitem__(self, key: str) -> Any:
         return self.members[key]
@@ -170,6 +176,7 @@ class PageParser:
         self._failure: PageParseError | None = None
         self._done = False
         self._ended = False
+        self._last = b""  # the last byte fed that is not JSON whitespace
 
     def feed(self, data: bytes) -> list[Event]:
         """Take the next bytes of the body; return the events they completed.
@@ -189,9 +196,15 @@ class PageParser:
         self.bytes_fed += len(data)
         if not self._looked:
             self._look(data)
+        self._note_last_byte(data)
         self._reader.push(data)
         self._run()
         return self._take()
+
+    def _note_last_byte(self, data: bytes) -> None:
+        text = data.rstrip(_JSON_SPACE)
+        if text:
+            self._last = text[-1:]
 
     def close(self) -> list[Event]:
         """Signal the end of the body; return the last events.
@@ -203,7 +216,13 @@ class PageParser:
             self._started = True
             self.bytes_fed += len(self._head)
             self._look(self._head)
+            self._note_last_byte(self._head)
             self._reader.push(self._head)
+        if self._done and self._last != b"}":
+            # yajl waits, at the end of the body, for the rest of a value
+            # that follows the page ("1", "t", an open string), and would
+            # call a body with such a tail truncated.
+            raise self._error("bytes after the end of the page")
         self._reader.eof = True
         self._run()
         if not self._done:
@@ -226,17 +245,22 @@ class PageParser:
         Raises:
             PageParseError: as :meth:`feed` and :meth:`close` would.
         """
-        body = body.removeprefix(BOM)
+        text = body.removeprefix(BOM)
         try:
             # orjson turns integers beyond 64 bits into floats without a word;
             # any run of 19 digits goes to the streaming reader, which reads
             # them exactly or refuses them.
-            if _LONG_DIGITS in body.translate(_DIGITS):
+            if _LONG_DIGITS in text.translate(_DIGITS):
                 raise ValueError("a number may be too wide for orjson")
-            page = orjson.loads(body)
+            page = orjson.loads(text)
+            # orjson keeps the last of two equal keys; the streaming reader
+            # refuses a page that names data, or a table, twice.
+            if type(page) is dict and _may_repeat(text, page.get("data")):
+                raise ValueError("data or a table may be named twice")
         except ValueError:  # orjson.JSONDecodeError is one
             events = self.feed(body)
             return events + self.close()
+        body = text
         self.bytes_fed = self._reader.given = len(body)
         self._started = True
         self._look(body)
@@ -331,6 +355,10 @@ class PageParser:
             raise self._error(f"invalid JSON: {exc}") from exc
         except ijson.JSONError as exc:
             raise self._error(f"invalid JSON: {exc}") from exc
+        except UnicodeDecodeError as exc:
+            # yajl passes bytes that are not UTF-8 (or a lone surrogate
+            # escape) on to Python, whose decoding refuses them.
+            raise self._error(f"text that is not UTF-8: {exc.reason}") from exc
         finally:
             self._raise_failure()
 
@@ -360,6 +388,10 @@ class PageParser:
 
     def _start_table(self, key: str, value: Any) -> None:
         self._end_table()
+        if key in self._row_count:
+            self._fail(f"data names the table {key!r} twice")
+            return
+        self._row_count[key] = 0
         if type(value) is not list:
             shape = "a map" if type(value) in (dict, _Watched) else "a scalar"
             self._fail(f"data[{key!r}] must be a list of rows, got {shape}", value)
@@ -367,6 +399,9 @@ class PageParser:
         self._table, self._rows = key, value
 
     def _start_data(self, value: Any) -> None:
+        if self._data is not None or self._data_list is not None or self._row_count:
+            self._fail("the page names data twice")
+            return
         self._in_data = True
         if type(value) is _Watched:
             self._data = value
@@ -382,6 +417,13 @@ class PageParser:
     def _fail(self, message: str, value: Any = None) -> None:
         if self._failure is None:
             self._failure = self._error(message, value)
+
+    def _crash(self, exc: Exception) -> None:
+        """A hook failed unexpectedly: the page is refused, the cause kept."""
+        if self._failure is None:
+            failure = self._error(f"cannot read the page: {type(exc).__name__}: {exc}")
+            failure.__cause__ = exc
+            self._failure = failure
 
     def _end_member(self) -> None:
         """The page's previous member is complete: deliver it."""
@@ -440,12 +482,54 @@ class PageParser:
         del rows[:ready]
 
 
+def _may_repeat(body: bytes, data: Any) -> bool:
+    """True when ``data`` or one of its tables may appear twice in ``body``.
+
+    A cheap look over the bytes, not a proof: a text value that happens to
+    read ``"data"`` also says yes, and the page then goes to the streaming
+    reader, which decides.
+    """
+    if body.count(b'"data"') > 1:
+        return True
+    if type(data) is not dict:
+        return False
+    for table in data:
+        # A table's rows open as ``"name":[[`` or ``"name":[]``; data_schema
+        # lists open as ``"name":["``.
+        key = re.escape(orjson.dumps(table))
+        if len(re.findall(key + rb"\s*:\s*\[\s*[\[\]]", body)) > 1:
+            return True
+    return False
+
+
 def _plain(value: Any) -> Any:
-    """A header value with every watched map turned back into a dict."""
-    if type(value) is _Watched:
-        return {key: _plain(member) for key, member in value.members.items()}
-    if type(value) is list:
-        return [_plain(member) for member in value]
-    if type(value) is dict:
-        return {key: _plain(member) for key, member in value.items()}
-    return value
+    """A header value with every watched map turned back into a dict.
+
+    Iterative, not recursive: a header nested a thousand deep must not end
+    in a RecursionError inside ijson's builder.
+    """
+    if type(value) not in (_Watched, list, dict):
+        return value
+    root = _empty_like(value)
+    pending = [(value, root)]
+    while pending:
+        source, target = pending.pop()
+        if type(source) is list:
+            members: Any = enumerate(source)
+        else:
+            members = (source.members if type(source) is _Watched else source).items()
+        for key, member in members:
+            if type(member) in (_Watched, list, dict):
+                copy = _empty_like(member)
+                pending.append((member, copy))
+            else:
+                copy = member
+            if type(target) is list:
+                target.append(copy)
+            else:
+                target[key] = copy
+    return root
+
+
+def _empty_like(value: Any) -> Any:
+    return [] if type(value) is list else {}
