@@ -442,11 +442,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         code: int = args.handler(args)
         return code
     except KeyboardInterrupt:
-        print(
-            "bulkflow: interrupted; what was committed stays and the next run "
-            "continues from it",
-            file=sys.stderr,
-        )
+        if args.command in ("export", "import"):
+            detail = "; what was committed stays and the next run continues from it"
+        else:
+            detail = ""
+        print(f"bulkflow: interrupted{detail}", file=sys.stderr)
         return EXIT_INTERRUPTED
     except BrokenPipeError:
         # The reader of our output went away (`| head`); the work is done.

@@ -19,7 +19,7 @@ from bulkflow.emulator import (
     catalog_source,
     serve_emulator,
 )
-from bulkflow.emulator._imports import add_import_connector
+from bulkflow.emulator._imports import add_import_connector, parse_rate_limit
 from bulkflow.protocol import encode_form, signed_params
 
 pytestmark = pytest.mark.anyio
@@ -414,3 +414,20 @@ def test_a_rate_limit_that_cannot_be_read_is_refused(store: CatalogStore) -> Non
 
     with pytest.raises(UsageError, match="--rate-limit"):
         add_import_connector(store, CODE, SECRET, "often")
+
+
+@pytest.mark.parametrize(
+    ("text", "calls", "seconds"),
+    [
+        ("5/s", 5, 1),
+        ("0.5/s", 1, 2),
+        ("1.5/s", 3, 2),
+        ("0.25/s", 1, 4),
+        ("90/min", 90, 60),
+    ],
+)
+def test_a_fractional_rate_limit_is_whole_calls_over_a_longer_window(
+    text: str, calls: int, seconds: int
+) -> None:
+    """0.5/s is one call in any two seconds, not a budget of zero calls."""
+    assert parse_rate_limit(text) == (calls, seconds)

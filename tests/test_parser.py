@@ -688,9 +688,9 @@ def test_bytes_after_the_page_are_refused_not_retried(tail: bytes) -> None:
     """A tail after the page is bad data at once, never a truncation to retry."""
     page = GENERATED_PAGE + tail
 
-    for events_of in (lambda: parse([page]), lambda: parse(pieces(page, 5))):
+    for chunks in ([page], pieces(page, 5)):
         with pytest.raises(PageParseError) as caught:
-            events_of()
+            parse(chunks)
         assert not isinstance(caught.value, IncompletePage)
     with pytest.raises(PageParseError) as whole:
         parse_whole(page)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import os
 import shutil
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bulkflow._console import count
+from bulkflow._console import count, seconds
+from bulkflow._exceptions import UsageError
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -175,7 +177,7 @@ def add_control_options(parser: argparse.ArgumentParser, *, smoke: str) -> None:
 
     control.add_argument(
         "--timeout",
-        type=float,
+        type=seconds,
         default=1800.0,
         metavar="SECONDS",
         help="the most any one process may take before it is killed (default 1800)",
@@ -263,6 +265,27 @@ def run_bench(args: argparse.Namespace) -> int:
     return run_and_report(args, measure, _report.print_report, _report.write_plot)
 
 
+def _check_outputs(args: argparse.Namespace) -> None:
+    """Refuse output paths that cannot be written before minutes of measuring.
+
+    Raises:
+        UsageError: naming the option and what is wrong with its path.
+    """
+    for option, path in (("--json", args.json), ("--plot", args.plot)):
+        if path is None:
+            continue
+        folder = path.parent if str(path.parent) else Path(".")
+        if path.is_dir():
+            raise UsageError(f"{option} {path}: is a directory; give a file")
+        if not folder.is_dir() or not os.access(folder, os.W_OK):
+            raise UsageError(f"{option} {path}: cannot write in {folder}")
+    if args.work_dir is not None:
+        try:
+            args.work_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UsageError(f"--work-dir {args.work_dir}: {exc.strerror}") from None
+
+
 def run_and_report(
     args: argparse.Namespace,
     measure: Callable[[Path, Callable[[str], None]], dict[str, Any]],
@@ -279,6 +302,7 @@ def run_and_report(
 
     from bulkflow._bench._report import write_json
 
+    _check_outputs(args)
     console = Console(stderr=True, log_path=False)
     temporary = args.work_dir is None
     work_dir = (

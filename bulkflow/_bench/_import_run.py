@@ -180,7 +180,7 @@ class ImportBench:
         budget = f"-r{budget_text(rate).replace('/', 'per')}" if rate else ""
         name = f"{kind}-b{batch_size}{budget}-a{attempt}"
         stats, report = self._file(f"{name}-server.json"), self._file(f"{name}.json")
-        argv = [sys.executable, "-m", "bulkflow._bench._import_server"]
+        argv = [sys.executable, "-P", "-m", "bulkflow._bench._import_server"]
         argv += ["--code", IMPORT_CODE, "--stats", str(stats)]
         argv += ["--mode", self.plan.server_mode, "--max-seconds", "86400"]
         if rate is not None:
@@ -230,12 +230,20 @@ class ImportBench:
         source = ["--from", str(self.plan.items_file)]
         size = ["--batch-size", str(batch_size)]
         if kind != "bulkflow":
-            argv = [sys.executable, "-m", "bulkflow._bench._import_clients", kind]
+            argv = [sys.executable, "-P", "-m", "bulkflow._bench._import_clients", kind]
             argv += connection + source + size
             if kind == "ceilings":
                 argv += ["--concurrency", str(self.plan.concurrency)]
             return argv
-        argv = [sys.executable, "-m", EXPORT_MODULE, "import", *connection, *source]
+        argv = [
+            sys.executable,
+            "-P",
+            "-m",
+            EXPORT_MODULE,
+            "import",
+            *connection,
+            *source,
+        ]
         argv += size + ["--direct", "--concurrency", str(self.plan.concurrency)]
         return argv + ["--rate", budget_text(rate) if rate else "none"]
 

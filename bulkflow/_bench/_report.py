@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import orjson
+from rich.markup import escape
 from rich.table import Table
 
 if TYPE_CHECKING:
@@ -264,7 +265,8 @@ def results_table(report: dict[str, Any]) -> Table:
     table = Table(
         title=f"bench export: {scenario['rows']:,} rows into SQLite, "
         f"{scenario['connectors']} connector(s)",
-        caption=" / ".join(f"dlt baselines {why}" for why in skipped if why) or None,
+        caption=" / ".join(escape(f"dlt baselines {why}") for why in skipped if why)
+        or None,
     )
 
     table.add_column("page", justify="right")
@@ -341,7 +343,9 @@ def print_report(report: dict[str, Any], console: Console) -> None:
     console.print(results_table(report))
     console.print(targets_table(report))
     for failure in report["failures"]:
-        console.print(f"[red]failed:[/red] {failure}", markup=True, highlight=False)
+        console.print(
+            f"[red]failed:[/red] {escape(failure)}", markup=True, highlight=False
+        )
 
 
 def write_plot(report: dict[str, Any], path: Path) -> str | None:

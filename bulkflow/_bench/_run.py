@@ -74,7 +74,7 @@ class Plan:
 def replay_argv(plan: Plan) -> list[str]:
     """The command line of the replay server for ``plan``."""
     sizes = ",".join(str(size) for size in plan.page_sizes)
-    argv = [sys.executable, "-m", "bulkflow._bench._server"]
+    argv = [sys.executable, "-P", "-m", "bulkflow._bench._server"]
     argv += ["--rows", str(plan.rows), "--page-sizes", sizes]
     return argv + ["--seed", str(plan.seed), "--max-seconds", "86400"]
 
@@ -116,7 +116,7 @@ class Bench:
         """Climb the ceiling ladder once in a child process."""
         name = f"ceilings-p{page_size}-r{attempt}"
         db, report = self._files(name)
-        argv = [sys.executable, "-m", "bulkflow._bench._ceilings"]
+        argv = [sys.executable, "-P", "-m", "bulkflow._bench._ceilings"]
         argv += self._connection(page_size)
         argv += ["--db", str(db), "--report", str(report)]
         [child] = run_children([argv], [self._log(name)], timeout=self.plan.timeout)
@@ -163,11 +163,11 @@ class Bench:
         if kind.startswith("dlt-"):
             # A dlt baseline writes a folder: its pipeline, DuckDB or Parquet.
             destination = kind.removeprefix("dlt-")
-            argv = [sys.executable, "-m", DLT_MODULE, destination, *connection]
+            argv = [sys.executable, "-P", "-m", DLT_MODULE, destination, *connection]
             return argv + ["--into", str(db), "--report", str(report)]
         module = EXPORT_MODULE if kind == "bulkflow" else "bulkflow._bench._baselines"
         client = "export" if kind == "bulkflow" else kind
-        argv = [sys.executable, "-m", module, client, *connection]
+        argv = [sys.executable, "-P", "-m", module, client, *connection]
         return argv + ["--into", f"sqlite:///{db}", "--report", str(report)]
 
     def _connection(self, page_size: int) -> list[str]:

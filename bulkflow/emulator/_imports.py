@@ -94,6 +94,9 @@ _RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*/\s*(s|sec|second|min|minute)\s*$")
 def parse_rate_limit(text: str) -> tuple[float, float]:
     """``"5/s"`` → ``(5.0, 1.0)``; ``"120/min"`` → ``(120.0, 60.0)``.
 
+    A fractional budget becomes whole calls over a longer window:
+    ``"0.5/s"`` → ``(1.0, 2.0)``, ``"1.5/s"`` → ``(3.0, 2.0)``.
+
     Raises:
         UsageError: for anything else.
     """
@@ -102,7 +105,15 @@ def parse_rate_limit(text: str) -> tuple[float, float]:
         raise UsageError(
             f"--rate-limit {text!r}: write calls per second or minute, e.g. 5/s"
         )
-    return float(match.group(1)), 1.0 if match.group(2).startswith("s") else 60.0
+    count = float(match.group(1))
+    period = 1.0 if match.group(2).startswith("s") else 60.0
+    for scale in range(1, 1001):
+        if abs(count * scale - round(count * scale)) < 1e-9:
+            return float(round(count * scale)), period * scale
+    raise UsageError(
+        f"--rate-limit {text!r}: give a budget of whole calls over some seconds, "
+        "e.g. 0.5/s or 1.5/s"
+    )
 
 
 def add_import_connector(
