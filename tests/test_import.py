@@ -1180,3 +1180,31 @@ def test_an_export_page_for_an_answer_names_the_wrong_connector() -> None:
     page = {"version": "1.18", "time": 1, "data_schema": {}, "data": {}}
     with pytest.raises(UsageError, match="export connector.*import connector"):
         parse_input_response(page, where="batch 1")
+
+
+@pytest.mark.parametrize("encoding", ["form", "json"])
+def test_flags_count_in_the_byte_bound(encoding: Any) -> None:
+    """With flags (--direct), every body, flags and all, stays within the bound."""
+    flags = {"input_data_directly": "1", "get_affected_ids": "1"}
+    found = [item(f"P-{i}", name="n" * (i % 50)) for i in range(400)]
+    batcher = Batcher(max_batch_bytes=2048, encoding=encoding, flags=flags)
+
+    batches = batches_of(batcher, found)
+
+    assert len(batches) > 5
+    assert max(len(batch.body(flags)) for batch in batches) <= 2048
+    assert sum(len(batch.items) for batch in batches) == 400
+
+
+def test_a_jsonl_integer_beyond_64_bits_stays_an_integer(tmp_path: Path) -> None:
+    """orjson would read it as a float; the source keeps every digit."""
+    path = tmp_path / "items.jsonl"
+    path.write_text(
+        '{"table": "products", "item": {"REF": "P-1", "ean": 123456789012345678901}}\n'
+        '{"table": "products", "item": {"REF": "P-2", "ean": 12}}\n'
+    )
+
+    found = list(JsonlSource(path).iter_items())
+
+    assert [i.fields["ean"] for i in found] == [123456789012345678901, 12]
+    assert type(found[0].fields["ean"]) is int

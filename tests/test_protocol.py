@@ -721,3 +721,14 @@ def test_quote_form_spells_each_byte_as_quote_plus(byte: int) -> None:
     """Every single byte value, ASCII or not, gets the same spelling."""
     text = bytes([byte]).decode("latin-1")
     assert quote_form(text) == quote_plus(text)
+
+
+def test_a_key_of_unicode_digits_is_a_name_not_an_index() -> None:
+    """'²' is a digit to str.isdigit, but not a list index: decoded as a name."""
+    assert decode_form("a%5B%C2%B2%5D=1") == {"a": {"²": "1"}}
+
+
+def test_an_empty_field_name_is_refused_in_forms() -> None:
+    """PHP reads ``a[]`` as an append: an empty name cannot travel in a form."""
+    with pytest.raises(DataError, match="empty name"):
+        encode_form({"input_data": {"t": [{"REF": "1", "": "x"}]}})

@@ -37,6 +37,7 @@ import ijson
 import orjson
 
 from bulkflow._exceptions import IncompletePage, PageParseError, shorten
+from bulkflow._json import has_long_number
 
 BOM = b"\xef\xbb\xbf"
 
@@ -47,10 +48,6 @@ READ_SIZE = 256 * 1024
 WHOLE_PAGE_BYTES = 4 * 1024 * 1024
 
 _JSON_SPACE = b" \t\r\n"
-
-# Every digit becomes "0", every other byte a space: a cheap look for long numbers.
-_DIGITS = bytes(0x30 if 0x30 <= byte <= 0x39 else 0x20 for byte in range(256))
-_LONG_DIGITS = b"0" * 19
 
 
 @dataclass(frozen=True)
@@ -250,7 +247,7 @@ class PageParser:
             # orjson turns integers beyond 64 bits into floats without a word;
             # any run of 19 digits goes to the streaming reader, which reads
             # them exactly or refuses them.
-            if _LONG_DIGITS in text.translate(_DIGITS):
+            if has_long_number(text):
                 raise ValueError("a number may be too wide for orjson")
             page = orjson.loads(text)
             # orjson keeps the last of two equal keys; the streaming reader

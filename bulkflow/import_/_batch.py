@@ -149,6 +149,15 @@ class Batch:
         self._digest = None
 
 
+def flags_size(flags: Mapping[str, str], encoding: Encoding) -> int:
+    """The bytes ``flags`` add to a body (:meth:`Batch.body`), at most."""
+    if not flags:
+        return 0
+    if encoding == "json":
+        return len(orjson.dumps(dict(flags)))  # braces for the commas, at most
+    return sum(len(f"&{quote_form(k)}={quote_form(v)}") for k, v in flags.items())
+
+
 def encode_body(
     body: bytes, *, encoding: Encoding, compress: bool
 ) -> tuple[bytes, dict[str, str]]:
@@ -192,6 +201,8 @@ class Batcher:
         max_items: items per batch, at most 50,000 (the API's limit).
         max_batch_bytes: encoded bytes per batch, before gzip.
         encoding: ``form`` (PHP brackets, the default) or ``json``.
+        flags: the parameters every body will carry besides its items
+            (``input_data_directly``...); their bytes count in the bound.
 
     Raises:
         UsageError: for bounds outside what the API takes.
@@ -203,6 +214,7 @@ class Batcher:
         max_items: int = DEFAULT_BATCH_SIZE,
         max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES,
         encoding: Encoding = "form",
+        flags: Mapping[str, str] | None = None,
     ) -> None:
         if not 1 <= max_items <= MAX_ITEMS_PER_CALL:
             raise UsageError(
@@ -214,6 +226,8 @@ class Batcher:
         self.max_items = max_items
         self.max_batch_bytes = max_batch_bytes
         self.encoding: Encoding = encoding
+        # What the flags add to every body comes off the bound for the items.
+        self._room = max_batch_bytes - flags_size(flags or {}, encoding)
         self._batch = Batch(1, encoding)
         self._refs: dict[tuple[str, Any], Kind] = {}
         self._items_in = 0
@@ -239,7 +253,7 @@ class Batcher:
         fragment, size, alone = self._encode(item, kind)
         # Refused before anything closes: the batch being filled must stay
         # in the batcher, for the caller to flush and send.
-        if alone > self.max_batch_bytes:
+        if alone > self._room:
             raise DataError(
                 f"{item.where}: the item {item.ref!r} of {item.table!r} encodes to "
                 f"{alone:,} bytes, more than --max-batch-bytes "
@@ -282,7 +296,7 @@ class Batcher:
     def _full_with(self, size: int) -> bool:
         batch = self._batch
         too_many = len(batch.items) + 1 > self.max_items
-        return too_many or batch.size + size > self.max_batch_bytes
+        return too_many or batch.size + size > self._room
 
     def _close(self) -> Batch:
         closed = self._batch

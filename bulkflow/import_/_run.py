@@ -144,6 +144,7 @@ class ImportRun:
             max_items=options.batch_size,
             max_batch_bytes=options.max_batch_bytes,
             encoding=options.encoding,
+            flags=options.flags(),
         )
         self.ledger = ledger
         self.rejects = rejects

@@ -27,9 +27,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import anyio
-import orjson
 
 from bulkflow._exceptions import DataError, UsageError, shorten
+from bulkflow._json import loads_exact
 
 if TYPE_CHECKING:
     from bulkflow.import_._replica import MediaMode
@@ -197,8 +197,8 @@ class JsonlSource:
 
 def _json_line(text: bytes, where: str, number: int) -> Any:
     try:
-        return orjson.loads(text)
-    except orjson.JSONDecodeError as exc:
+        return loads_exact(text)
+    except ValueError as exc:
         shown = shorten(text.decode("utf-8", "replace"))
         raise DataError(
             f"{where}: not JSON ({exc}): {shown}; fix or remove the line",

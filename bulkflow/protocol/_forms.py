@@ -52,6 +52,14 @@ def iter_fields(value: Any, prefix: str = "") -> Iterator[tuple[str, str]]:
         yield prefix, value
     elif type(value) is dict or isinstance(value, Mapping):
         for key, member in value.items():
+            if str(key) == "":
+                raise DataError(
+                    f"field {prefix}[]: an empty name cannot travel in a "
+                    "PHP-bracket form (PHP reads it as 'append'); send JSON "
+                    "(--json) or name the field",
+                    where="form body",
+                    value=key,
+                )
             if "[" in str(key) or "]" in str(key):
                 raise DataError(
                     f"field {prefix}[{key}]: a name with '[' or ']' cannot travel "
@@ -97,7 +105,7 @@ def _split_name(name: str) -> list[str]:
 
 def _is_index(key: str) -> bool:
     """True for a canonical list index: ``0``, ``7``, never ``07`` or ``-1``."""
-    return key.isdigit() and str(int(key)) == key
+    return key.isascii() and key.isdigit() and str(int(key)) == key
 
 
 def _listify(node: Any) -> Any:
