@@ -40,7 +40,8 @@ def main() -> int:
         "--whole-page-limit",
         type=int,
         default=None,
-        help="passed to every export (0: every page streams; default: bulkflow's)",
+        help="passed to every export: 4194304 reads small pages whole "
+        "(default: bulkflow's own, every page streams)",
     )
     args = parser.parse_args()
 

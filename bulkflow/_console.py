@@ -30,7 +30,7 @@ def seconds(text: str) -> float:
         value = float(text)
     except ValueError:
         value = -1.0
-    if value <= 0:
+    if not 0 < value < float("inf"):  # NaN fails both comparisons
         raise argparse.ArgumentTypeError(f"{text!r}: give a number of seconds > 0")
     return value
 

@@ -34,3 +34,32 @@ def loads_exact(text: bytes) -> Any:
     if has_long_number(text):
         return json.loads(text)
     return orjson.loads(text)
+
+
+def dumps_exact(value: Any, *, sort_keys: bool = False) -> bytes:
+    """``orjson.dumps``, falling back to the standard library where orjson stops.
+
+    orjson refuses integers beyond 64 bits and nesting past 254 levels; the
+    standard library writes both (up to Python's recursion limit), in the
+    same compact form.
+
+    Raises:
+        ValueError: a value that neither can write (RecursionError is one
+            of them, re-raised as ValueError).
+    """
+    option = orjson.OPT_SORT_KEYS if sort_keys else 0
+    try:
+        return orjson.dumps(value, option=option, default=str)
+    except TypeError:
+        pass
+    try:
+        text = json.dumps(
+            value,
+            sort_keys=sort_keys,
+            separators=(",", ":"),
+            ensure_ascii=False,
+            default=str,
+        )
+    except RecursionError:
+        raise ValueError("nested too deep to write as JSON") from None
+    return text.encode()

@@ -40,7 +40,7 @@ async def run(
     *,
     timeouts: Timeouts | None = None,
     bom: bool = False,
-    whole_page_bytes: int = WHOLE_PAGE_BYTES,
+    whole_page_bytes: int = 0,
 ) -> tuple[int, int]:
     """Export Luma in pages of 300 through ``faults``; return (retries, pages)."""
     emulator = EmulatorConfig(round_pages=False, faults=faults, bom=bom)

@@ -115,3 +115,19 @@ def test_a_list_where_the_schema_says_string_is_kept_as_json(
         "reference",
     ]
     assert "product_reference" in caplog.text
+
+
+def test_a_list_nested_past_orjsons_limit_is_stored_or_refused_clearly(
+    tmp_path: Path,
+) -> None:
+    """Nesting orjson cannot write is written by the standard library instead."""
+    db = tmp_path / "replica.sqlite"
+    row = products(PAGE["data"]["products"][0])[0]
+    deep: list[Any] = [1]
+    for _ in range(300):
+        deep = [deep]
+    row[6] = deep  # product_tags, a list column
+
+    write(db, [row])
+
+    assert stored(db)[row[1]]["product_tags"].startswith("[" * 301 + "1")

@@ -25,6 +25,7 @@ from bulkflow.emulator import (
     open_emulator,
 )
 from bulkflow.emulator._churn import churn, reconfigure, set_hidden
+from bulkflow.export._parser import WHOLE_PAGE_BYTES
 from bulkflow.sinks import Checkpoint
 from bulkflow.testing import DifferentialPlan, replica_tables, run_differential
 
@@ -319,14 +320,16 @@ def test_churn_changes_the_fractions_asked_for(luma_store: CatalogStore) -> None
     assert result.deleted == round((191 + 1847) * 0.02)
 
 
-@pytest.mark.parametrize("whole_page_limit", [None, 0], ids=["default", "streamed"])
+@pytest.mark.parametrize(
+    "whole_page_limit", [None, WHOLE_PAGE_BYTES], ids=["streamed", "whole"]
+)
 def test_differential_sync_with_kills_ends_exact(
     tmp_path: Path, whole_page_limit: int | None
 ) -> None:
     """Seeded churn, incremental runs and SIGKILLs end equal to a fresh export.
 
-    With bulkflow's default (these small pages are read whole) and with
-    every page streamed.
+    With bulkflow's default (every page streams) and with these small pages
+    read whole.
     """
     plan = DifferentialPlan(
         catalog="synthetic:600",

@@ -44,7 +44,7 @@ BOM = b"\xef\xbb\xbf"
 #: Bytes handed to the C reader per step; rows are taken out between steps.
 READ_SIZE = 256 * 1024
 
-#: Bodies up to this size may be parsed whole (:meth:`PageParser.parse_whole`).
+#: A size worth reading whole (:meth:`PageParser.parse_whole`) when asked to.
 WHOLE_PAGE_BYTES = 4 * 1024 * 1024
 
 _JSON_SPACE = b" \t\r\n"
@@ -237,7 +237,13 @@ class PageParser:
         refuses is read again by the streaming reader, so that errors (and
         their byte offsets, and truncation being transient) are the same
         either way, and so is a body with a run of 19 digits or more (orjson
-        would read integers beyond 64 bits as floats, without a word).
+        would read integers beyond 64 bits as floats, without a word), or
+        one that names ``data`` or a table twice in so many bytes.
+
+        One difference stays, which is why exports stream by default: a page
+        that names ``data`` or a table twice under different escapes
+        (``"data"`` and ``"d\\u0061ta"``) is read as orjson reads it, the last
+        one counting, where the streaming reader refuses it.
 
         Raises:
             PageParseError: as :meth:`feed` and :meth:`close` would.

@@ -48,7 +48,6 @@ from bulkflow._ijson import warn_if_slow
 from bulkflow.export._ahead import ReadAhead
 from bulkflow.export._connector import ExportConnector
 from bulkflow.export._parser import (
-    WHOLE_PAGE_BYTES,
     HeaderValue,
     PageParser,
     RowChunk,
@@ -117,7 +116,7 @@ class ExportRun:
         tune_gc: bool = True,
         timeouts: Timeouts | None = None,
         read_ahead: bool = True,
-        whole_page_bytes: int = WHOLE_PAGE_BYTES,
+        whole_page_bytes: int = 0,
     ) -> None:
         warn_if_slow()
         self.connector = connector
@@ -600,14 +599,16 @@ async def export(
     progress: Callable[[RunReport], None] | None = None,
     timeouts: Timeouts | None = None,
     read_ahead: bool = True,
-    whole_page_bytes: int = WHOLE_PAGE_BYTES,
+    whole_page_bytes: int = 0,
 ) -> RunReport:
     """Export ``connector`` into ``sink``: resume, or run incrementally from the cursor.
 
     Memory stays bounded by ``max_chunk_rows × max_buffered_chunks`` rows,
-    whatever the page size, plus one body of at most ``whole_page_bytes``:
-    pages that declare a length up to that are read whole and parsed with
-    orjson, which is faster on small pages (0 streams every page).
+    whatever the page size. With ``whole_page_bytes`` (e.g. ``WHOLE_PAGE_BYTES``,
+    4 MiB), pages that declare a length up to that are read whole and parsed
+    with orjson, about a tenth faster on small pages, plus one such body in
+    memory; see :meth:`PageParser.parse_whole` for the one case where that
+    reads a page differently. The default, 0, streams every page.
 
     Cancelling the call rolls back the page being written; committed pages
     stay, and the next call resumes after them.

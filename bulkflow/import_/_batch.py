@@ -23,6 +23,7 @@ from typing import Any, Literal, NamedTuple
 import orjson
 
 from bulkflow._exceptions import DataError, UsageError
+from bulkflow._json import dumps_exact
 from bulkflow.import_._sources import ImportItem
 from bulkflow.protocol import iter_fields, quote_form
 
@@ -121,9 +122,7 @@ class Batch:
     def digest(self) -> str:
         """SHA-256 of the batch's content, whatever its encoding."""
         if self._digest is None:
-            canonical = orjson.dumps(
-                self.payload(), option=orjson.OPT_SORT_KEYS, default=str
-            )
+            canonical = dumps_exact(self.payload(), sort_keys=True)
             self._digest = hashlib.sha256(canonical).hexdigest()
         return self._digest
 
@@ -136,7 +135,7 @@ class Batch:
         """The request body, with ``extra`` parameters (flags) added."""
         extra = dict(extra or {})
         if self.encoding == "json":
-            return orjson.dumps({**self.payload(), **extra}, default=str)
+            return dumps_exact({**self.payload(), **extra})
         flags = [f"{quote_form(k)}={quote_form(v)}" for k, v in extra.items()]
         return "&".join([*self._fragments, *flags]).encode()
 
@@ -314,7 +313,7 @@ class Batcher:
         """
         same = self._batch._lists.get((kind, item.table))
         if self.encoding == "json":
-            fields = len(orjson.dumps(item.fields, default=str)) + 1
+            fields = len(dumps_exact(item.fields)) + 1
             table = len(orjson.dumps(item.table)) + len(kind) + 8
             size = fields + (table if same is None else 0)
             size += _JSON_ENVELOPE if not self._batch.items else 0

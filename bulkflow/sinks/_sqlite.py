@@ -37,6 +37,7 @@ from bulkflow._exceptions import (
     StateError,
     shorten,
 )
+from bulkflow._json import dumps_exact
 from bulkflow.protocol import Column, Kind, TableSchema
 from bulkflow.sinks._base import Checkpoint, PageStats
 
@@ -400,10 +401,25 @@ class SQLiteSink:
             for position in json_positions:
                 value = values[position]
                 if type(value) is list or type(value) is dict:
-                    values[position] = dumps(value).decode()
+                    try:
+                        values[position] = dumps(value).decode()
+                    except TypeError:  # too wide an integer, too deep a list
+                        values[position] = self._json_text(
+                            table, row, first_index + offset, value
+                        )
             values.append(run_id)
             upserts.append(values)
         return upserts, deletes
+
+    def _json_text(self, table: _Table, row: Any, index: int, value: Any) -> str:
+        """JSON text where orjson stops; a RowDecodeError where nothing can."""
+        try:
+            return dumps_exact(value).decode()
+        except ValueError as exc:
+            where = f"table {table.schema.name!r}, row {index}"
+            raise RowDecodeError(
+                f"{where}: {exc}: {shorten(row)}", where=where, offset=index, value=row
+            ) from None
 
     def _bad_row(
         self, table: _Table, row: Any, index: int, what: str = "width"
@@ -471,7 +487,7 @@ def _lists_outside_json_columns(table: _Table, upserts: list[list[Any]]) -> list
     for values in upserts:
         for position, value in enumerate(values):
             if type(value) is list or type(value) is dict:
-                values[position] = orjson.dumps(value).decode()
+                values[position] = dumps_exact(value).decode()
                 found[names[position] if position < len(names) else "?"] = None
     return list(found)
 
