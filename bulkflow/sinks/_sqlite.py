@@ -44,11 +44,11 @@ from bulkflow.sinks._base import Checkpoint, PageStats
 logger = logging.getLogger("bulkflow.sink")
 
 PREFIX = "_bulkflow"
+SEEN_PREFIX = f"{PREFIX}_seen_"
+CHECKPOINTS = f"{PREFIX}_checkpoints"
 
 #: SQLite page size of the files the sink creates (bytes).
 PAGE_SIZE = 16384
-SEEN_PREFIX = f"{PREFIX}_seen_"
-CHECKPOINTS = f"{PREFIX}_checkpoints"
 
 _CHECKPOINTS_DDL = f"""
 CREATE TABLE IF NOT EXISTS "{CHECKPOINTS}" (
@@ -487,8 +487,13 @@ def _lists_outside_json_columns(table: _Table, upserts: list[list[Any]]) -> list
     for values in upserts:
         for position, value in enumerate(values):
             if type(value) is list or type(value) is dict:
-                values[position] = dumps_exact(value).decode()
-                found[names[position] if position < len(names) else "?"] = None
+                column = names[position] if position < len(names) else "?"
+                try:
+                    values[position] = dumps_exact(value).decode()
+                except ValueError as exc:
+                    where = f"table {table.schema.name!r}, column {column!r}"
+                    raise DataError(f"{where}: {exc}", where=where) from None
+                found[column] = None
     return list(found)
 
 
