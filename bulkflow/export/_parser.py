@@ -307,18 +307,12 @@ class PageParser:
         return out
 
     def _error(
-        self,
-        message: str,
-        value: Any = None,
-        *,
-        incomplete: bool = False,
-        offset: int | None = None,
+        self, message: str, value: Any = None, *, incomplete: bool = False
     ) -> PageParseError:
         # yajl's messages draw a "(right here) ---^" picture over several
         # lines; an error is one line.
         message = message.strip().splitlines()[0] if message.strip() else message
-        if offset is None:
-            offset = self._reader.given if self._looked else self.bytes_fed
+        offset = self._reader.given if self._looked else self.bytes_fed
         text = f"{self.where}, byte {offset}: {message}"
         if value is not None:
             text += f": {shorten(value)}"
